@@ -1,0 +1,1 @@
+"""pytest fixtures that run the REDCap emulator (being built)."""
