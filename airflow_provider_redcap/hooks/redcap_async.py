@@ -1,0 +1,137 @@
+"""Async REDCap client (httpx) for triggers.
+
+Shares the sync hook's pure helpers: connection settings (:mod:`._connection`), form encoding
+(:mod:`._params`) and response classification (:mod:`._responses`), so both clients read the same
+connection the same way and raise the same typed errors. Only read-only calls live here: a trigger
+may run more than once, so it must never change anything in REDCap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from airflow.sdk import BaseHook
+from asgiref.sync import sync_to_async
+
+from airflow_provider_redcap.exceptions import RedcapConnectionError, RedcapError
+from airflow_provider_redcap.hooks._connection import RedcapSettings, settings_from_connection
+from airflow_provider_redcap.hooks._params import build_form
+from airflow_provider_redcap.hooks._responses import RawResponse, classify_response, expect_list
+
+
+class RedcapAsyncHook(BaseHook):
+    """Read records from REDCap with httpx, for use in triggers.
+
+    :param redcap_conn_id: the REDCap connection (same as :class:`~.redcap.RedcapHook`).
+    :param timeout: seconds per request; defaults to the connection's ``timeout`` extra.
+    :param max_retries: retries of a read after a connection error or 5xx; defaults to the connection's.
+    """
+
+    conn_name_attr = "redcap_conn_id"
+    default_conn_name = "redcap_default"
+    hook_name = "REDCap (async)"
+
+    def __init__(
+        self,
+        redcap_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.redcap_conn_id = redcap_conn_id
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._settings: RedcapSettings | None = None
+
+    async def get_settings(self) -> RedcapSettings:
+        """The connection's validated settings, looked up once."""
+        if self._settings is None:
+            # aget_connection can deadlock on Airflow < 3.3.2 (it masks secrets through a sync call).
+            conn = await sync_to_async(BaseHook.get_connection)(self.redcap_conn_id)
+            self._settings = settings_from_connection(
+                conn, timeout=self.timeout, max_retries=self.max_retries
+            )
+        return self._settings
+
+    async def request(self, content: str, *, action: str | None = None, **params: Any) -> Any:
+        """One JSON API call, retried after transient failures; returns parsed data or raises.
+
+        Only for read-only calls: every failure that may be transient is retried.
+        """
+        settings = await self.get_settings()
+        form = build_form(settings.token, content, action=action, params=params)
+        attempt = 0
+        while True:
+            try:
+                return await self._post_once(settings, form, content=content, action=action)
+            except RedcapError as err:
+                if not err.retryable or attempt >= settings.max_retries:
+                    raise
+                delay = settings.retry_wait * (2**attempt)
+                attempt += 1
+                self.log.warning(
+                    "REDCap %s failed (%s); retry %d/%d in %.1fs",
+                    content,
+                    err,
+                    attempt,
+                    settings.max_retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _post_once(
+        self, settings: RedcapSettings, form: dict[str, str], *, content: str, action: str | None
+    ) -> Any:
+        try:
+            async with httpx.AsyncClient(
+                verify=settings.verify,
+                timeout=settings.timeout,
+                proxy=_proxy(settings),
+                follow_redirects=False,
+            ) as client:
+                response = await client.post(settings.url, data=form)
+        except httpx.ConnectError as err:
+            raise RedcapConnectionError(
+                f"Could not connect to REDCap at {settings.url}: {type(err).__name__}",
+                may_have_reached_server=False,
+            ) from None
+        except httpx.HTTPError as err:
+            raise RedcapConnectionError(
+                f"No complete response from REDCap at {settings.url} ({content}): {type(err).__name__}"
+            ) from None
+        raw = RawResponse(
+            status_code=response.status_code,
+            text=response.text,
+            content_type=response.headers.get("content-type", ""),
+            location=response.headers.get("location"),
+        )
+        return classify_response(raw, content=content, action=action)
+
+    async def export_records(
+        self,
+        records: Sequence[str] | None = None,
+        fields: Sequence[str] | None = None,
+        events: Sequence[str] | None = None,
+        export_data_access_groups: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Export Records as flat JSON rows (raw values)."""
+        data = await self.request(
+            "record",
+            type="flat",
+            rawOrLabel="raw",
+            records=list(records) if records else None,
+            fields=list(fields) if fields else None,
+            events=list(events) if events else None,
+            exportDataAccessGroups=True if export_data_access_groups else None,
+        )
+        return expect_list(data, content="record")
+
+
+def _proxy(settings: RedcapSettings) -> str | None:
+    if not settings.proxies:
+        return None
+    return settings.proxies.get("https") or settings.proxies.get("http")

@@ -1,0 +1,98 @@
+"""Trigger that polls REDCap until records hold their stratification data (no worker slot used)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_redcap._randomization import StrataSpec, describe_waiting, evaluate_strata
+from airflow_provider_redcap.exceptions import (
+    RedcapConnectionError,
+    RedcapError,
+    RedcapResponseError,
+    RedcapServerError,
+)
+from airflow_provider_redcap.hooks.redcap_async import RedcapAsyncHook
+
+_TRANSIENT = (RedcapConnectionError, RedcapServerError, RedcapResponseError)
+
+
+class RedcapStratificationTrigger(BaseTrigger):
+    """Poll Export Records every ``poke_interval`` seconds until every record holds its strata.
+
+    All arguments are JSON values, because Airflow stores them with the deferred task. The trigger only
+    reads from REDCap, so running it more than once is harmless. The deferral's ``timeout`` ends it.
+
+    :param redcap_conn_id: the REDCap connection.
+    :param records: record ids.
+    :param spec: :meth:`StrataSpec.to_dict` of the strata to check.
+    :param poke_interval: seconds between polls.
+    :param randomization_id: carried into the result for the record, not used for the check.
+    :return: a ``TriggerEvent`` ``{"status": "success", "result": {...}}`` (the sensor's XCom shape) or
+        ``{"status": "error", "message": ...}`` for a permanent error.
+    """
+
+    def __init__(
+        self,
+        *,
+        redcap_conn_id: str,
+        records: Sequence[str],
+        spec: dict[str, Any],
+        poke_interval: float = 300.0,
+        randomization_id: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.redcap_conn_id = redcap_conn_id
+        self.records = [str(r) for r in records]
+        self.spec = dict(spec)
+        self.poke_interval = float(poke_interval)
+        self.randomization_id = randomization_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "redcap_conn_id": self.redcap_conn_id,
+                "records": list(self.records),
+                "spec": dict(self.spec),
+                "poke_interval": self.poke_interval,
+                "randomization_id": self.randomization_id,
+            },
+        )
+
+    def _hook(self) -> RedcapAsyncHook:
+        return RedcapAsyncHook(redcap_conn_id=self.redcap_conn_id)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        spec = StrataSpec.from_dict(self.spec)
+        hook = self._hook()
+        while True:
+            try:
+                rows = await hook.export_records(
+                    records=self.records,
+                    fields=spec.export_fields,
+                    events=spec.export_events,
+                    export_data_access_groups=spec.group_by_dag,
+                )
+            except _TRANSIENT as err:
+                self.log.warning("REDCap is not answering properly; will poll again: %s", err)
+            except RedcapError as err:
+                yield TriggerEvent({"status": "error", "message": str(err)})
+                return
+            else:
+                status = evaluate_strata(rows, self.records, spec)
+                if not status["waiting"]:
+                    yield TriggerEvent(
+                        {"status": "success", "result": {"randomization_id": self.randomization_id, **status}}
+                    )
+                    return
+                self.log.info(
+                    "%d of %d record(s) complete; waiting for: %s",
+                    len(status["complete"]),
+                    len(self.records),
+                    describe_waiting(status["waiting"]),
+                )
+            await asyncio.sleep(self.poke_interval)

@@ -1,0 +1,93 @@
+"""The stratification sensor and its trigger against the REDCap emulator serving the demo project."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+from airflow_provider_redcap.operators import RedcapImportRecordsOperator
+from airflow_provider_redcap.sensors import RedcapStratificationSensor
+
+pytestmark = pytest.mark.integration
+
+OPEN_RID = 48213
+
+
+def put(rows: list[dict[str, str]]) -> None:
+    RedcapImportRecordsOperator(task_id="i", records=rows).execute(context={})
+
+
+def screening(record: str, dag: str = "boston") -> dict[str, str]:
+    return {
+        "record_id": record,
+        "redcap_event_name": "screening_arm_1",
+        "redcap_data_access_group": dag,
+        "age": "50",
+    }
+
+
+def baseline(record: str, **strata: str) -> dict[str, str]:
+    return {"record_id": record, "redcap_event_name": "baseline_arm_1", **strata}
+
+
+def sensor(records: Any, **kwargs: Any) -> RedcapStratificationSensor:
+    return RedcapStratificationSensor(
+        task_id="wait", records=records, randomization_id=OPEN_RID, target_field="rand_arm", **kwargs
+    )
+
+
+def test_waits_until_strata_are_filled(redcap_connection: Any) -> None:
+    put([screening("001001"), baseline("001001", sex="0"), screening("001002", dag="denver")])
+    task = sensor(["001001", "001002"])
+
+    first = task.poke({})
+    assert not first.is_done
+    assert first.xcom_value["waiting"] == {
+        "001001": ["age_group (baseline_arm_1)"],
+        "001002": ["record not found in baseline_arm_1"],
+    }
+
+    put([baseline("001001", age_group="1"), baseline("001002", sex="1", age_group="3")])
+    second = task.poke({})
+    assert second.is_done
+    assert second.xcom_value == {
+        "randomization_id": OPEN_RID,
+        "complete": ["001001", "001002"],
+        "waiting": {},
+    }
+
+
+def test_record_without_dag_waits(redcap_connection: Any) -> None:
+    put([baseline("001003", sex="1", age_group="2")])
+    result = sensor("001003").poke({})
+    assert result.xcom_value["waiting"] == {"001003": ["data access group"]}
+
+
+def test_unknown_stratum_field_fails(redcap_connection: Any) -> None:
+    with pytest.raises(AirflowFailException):
+        sensor(["001001"], strata=[{"field": "sex", "event": "no_such_event"}]).poke({})
+
+
+def test_deferrable_path_through_the_trigger(redcap_connection: Any) -> None:
+    put([screening("001001"), baseline("001001", sex="1")])
+    task = sensor(["001001"], deferrable=True, poke_interval=0.2, timeout=60)
+    with pytest.raises(TaskDeferred) as info:
+        task.execute({})
+    trigger = info.value.trigger
+
+    async def wait_while_the_site_enters_data() -> Any:
+        waiting = asyncio.ensure_future(anext(trigger.run()))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        await asyncio.to_thread(put, [baseline("001001", age_group="2")])
+        return await asyncio.wait_for(waiting, timeout=30)
+
+    event = asyncio.run(wait_while_the_site_enters_data())
+    assert event.payload == {
+        "status": "success",
+        "result": {"randomization_id": OPEN_RID, "complete": ["001001"], "waiting": {}},
+    }
+    assert task.execute_complete({}, event.payload) == event.payload["result"]

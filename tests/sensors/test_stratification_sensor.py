@@ -1,0 +1,202 @@
+"""RedcapStratificationSensor: poke() against an in-memory REDCap (requests-mock), deferral, mapping."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
+from common.fake_redcap import OPEN_RID, FakeRedcap
+
+from airflow_provider_redcap.sensors import RedcapStratificationSensor
+from airflow_provider_redcap.triggers.stratification import RedcapStratificationTrigger
+
+
+def sensor(**kwargs: Any) -> RedcapStratificationSensor:
+    kwargs.setdefault("randomization_id", OPEN_RID)
+    kwargs.setdefault("target_field", "rand_arm")
+    return RedcapStratificationSensor(task_id="wait", **kwargs)
+
+
+def exports(fake: FakeRedcap) -> list[dict[str, Any]]:
+    return [c for c in fake.calls if c["content"] == "record" and "data" not in c and "action" not in c]
+
+
+def test_defaults_to_reschedule_mode() -> None:
+    assert sensor(records=["1"]).mode == "reschedule"
+
+
+def test_waiting_then_done_as_strata_are_filled(fake: FakeRedcap) -> None:
+    fake.add("001001", "screening_arm_1", age="30")
+    fake.add("001001", "baseline_arm_1", sex="0")  # "0" is a value
+    fake.dags["001001"] = "boston"
+    fake.add("001002", "baseline_arm_1", sex="1", age_group="2")
+    task = sensor(records=["001001", "001002", "001003"])
+
+    first = task.poke({})
+
+    assert not first.is_done
+    assert first.xcom_value == {
+        "randomization_id": OPEN_RID,
+        "complete": [],
+        "waiting": {
+            "001001": ["age_group (baseline_arm_1)"],
+            "001002": ["data access group"],
+            "001003": ["record not found in baseline_arm_1"],
+        },
+    }
+    fake.add("001001", "baseline_arm_1", age_group="1")
+    fake.dags["001002"] = "denver"
+    fake.add_participant("001003", sex="1", age_group="3", dag="seattle")
+
+    second = task.poke({})
+
+    assert second.is_done
+    assert second.xcom_value == {
+        "randomization_id": OPEN_RID,
+        "complete": ["001001", "001002", "001003"],
+        "waiting": {},
+    }
+
+
+def test_one_export_per_poke_with_only_strata_fields_events_and_dag(fake: FakeRedcap) -> None:
+    fake.add_participant("001001")
+    task = sensor(records=["001001", "001002"])
+    task.poke({})
+    task.poke({})
+    calls = exports(fake)
+    assert len(calls) == 2
+    # The strata are resolved once per sensor instance; each poke is then a single export.
+    assert [c["content"] for c in fake.calls] == ["metadata", "project_xml", "record", "record"]
+    assert calls[0]["fields"] == ["record_id", "sex", "age_group"]
+    assert calls[0]["events"] == ["baseline_arm_1"]
+    assert calls[0]["exportDataAccessGroups"] == "true"
+    assert calls[0]["records"] == ["001001", "001002"]
+
+
+def test_explicit_strata_without_dag(fake: FakeRedcap) -> None:
+    fake.add("001001", "baseline_arm_1", sex="1")
+    fake.add("001001", "screening_arm_1", eligible="0")
+    task = RedcapStratificationSensor(
+        task_id="wait",
+        records="001001",
+        strata=["sex", {"field": "eligible", "event": "screening_arm_1"}],
+    )
+    result = task.poke({})
+    assert result.is_done
+    call = exports(fake)[0]
+    assert call["fields"] == ["record_id", "sex", "eligible"]
+    assert "events" not in call  # "sex" names no event: all events are read
+    assert call.get("exportDataAccessGroups") in (None, "false")
+    assert fake.calls_of("project_xml") == []
+
+
+def test_stratum_in_the_wrong_event_does_not_count(fake: FakeRedcap) -> None:
+    fake.add("001001", "screening_arm_1", sex="1", age_group="1")
+    fake.dags["001001"] = "boston"
+    result = sensor(records=["001001"]).poke({})
+    # Only the strata's event is read, where the record has no data yet.
+    assert result.xcom_value["waiting"] == {"001001": ["record not found in baseline_arm_1"]}
+
+
+def test_models_with_the_same_strata_need_no_target_field(fake: FakeRedcap) -> None:
+    fake.add_participant("001001")
+    result = RedcapStratificationSensor(task_id="w", records=["001001"]).poke({})
+    assert result.is_done
+
+
+def test_models_with_different_strata_need_a_target_field(fake: FakeRedcap) -> None:
+    fake.models[OPEN_RID].strata = (("sex", "baseline_arm_1"),)
+    with pytest.raises(AirflowFailException, match="target_field"):
+        RedcapStratificationSensor(task_id="w", records=["001001"]).poke({})
+
+
+def test_unknown_target_field_fails_at_once(fake: FakeRedcap) -> None:
+    with pytest.raises(AirflowFailException, match="no randomization model"):
+        sensor(records=["001001"], target_field="arm").poke({})
+
+
+def test_unknown_stratum_field_fails_at_once(fake: FakeRedcap) -> None:
+    # REDCap refuses the export (HTTP 400) and names the field.
+    with pytest.raises(AirflowFailException, match="shoe_size"):
+        sensor(records=["001001"], strata=["shoe_size"]).poke({})
+    assert len(exports(fake)) == 1
+
+
+def test_transient_error_makes_the_poke_return_false(fake: FakeRedcap) -> None:
+    fake.add_participant("001001")
+    fake.outages["record"] = 2  # the export and the hook's one retry
+    task = sensor(records=["001001"])
+    assert not task.poke({}).is_done
+    assert task.poke({}).is_done
+
+
+def test_permission_error_fails_at_once(fake: FakeRedcap) -> None:
+    fake.forbidden = {"record"}
+    with pytest.raises(AirflowFailException, match="permissions"):
+        sensor(records=["001001"]).poke({})
+
+
+def test_permanent_error_respects_soft_fail(fake: FakeRedcap) -> None:
+    fake.forbidden = {"metadata"}
+    task = sensor(records=["001001"], soft_fail=True, mode="poke")
+    with pytest.raises(AirflowSkipException):
+        task.execute({})
+
+
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        ("001001", ["001001"]),
+        (["001001", "001001"], ["001001"]),
+        ([["001001"]], ["001001"]),
+        ('["7", "8"]', ["7", "8"]),
+    ],
+)
+def test_records_accept_the_shapes_mapping_produces(
+    fake: FakeRedcap, records: Any, expected: list[str]
+) -> None:
+    sensor(records=records).poke({})
+    assert exports(fake)[0]["records"] == expected
+
+
+def test_deferrable_hands_the_wait_to_the_trigger(fake: FakeRedcap) -> None:
+    fake.add("001001", "baseline_arm_1", sex="1")
+    task = sensor(records=["001001"], deferrable=True, poke_interval=30, timeout=600)
+
+    with pytest.raises(TaskDeferred) as info:
+        task.execute({})
+
+    trigger = info.value.trigger
+    assert isinstance(trigger, RedcapStratificationTrigger)
+    assert info.value.method_name == "execute_complete"
+    assert info.value.timeout.total_seconds() == 600
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_redcap.triggers.stratification.RedcapStratificationTrigger"
+    assert json.loads(json.dumps(kwargs)) == kwargs  # JSON primitives only
+    assert kwargs["records"] == ["001001"]
+    assert kwargs["poke_interval"] == 30
+    assert kwargs["spec"] == {
+        "record_id_field": "record_id",
+        "strata": [
+            {"field": "sex", "event": "baseline_arm_1"},
+            {"field": "age_group", "event": "baseline_arm_1"},
+        ],
+        "group_by_dag": True,
+        "longitudinal": True,
+    }
+
+
+def test_deferrable_returns_at_once_when_complete(fake: FakeRedcap) -> None:
+    fake.add_participant("001001")
+    result = sensor(records=["001001"], deferrable=True).execute({})
+    assert result["complete"] == ["001001"]
+
+
+def test_execute_complete() -> None:
+    task = sensor(records=["001001"], deferrable=True)
+    result = {"randomization_id": OPEN_RID, "complete": ["001001"], "waiting": {}}
+    assert task.execute_complete({}, {"status": "success", "result": result}) == result
+    with pytest.raises(AirflowFailException, match="boom"):
+        task.execute_complete({}, {"status": "error", "message": "boom"})

@@ -1,0 +1,136 @@
+"""RedcapStratificationTrigger and RedcapAsyncHook, with httpx answered by an in-memory REDCap."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+from typing import Any
+
+import httpx
+import pytest
+from common.fake_redcap import CONNECTION_JSON, URL, FakeRedcap
+
+from airflow_provider_redcap.exceptions import RedcapAuthError, RedcapConnectionError
+from airflow_provider_redcap.hooks import redcap_async
+from airflow_provider_redcap.hooks.redcap_async import RedcapAsyncHook
+from airflow_provider_redcap.triggers.stratification import RedcapStratificationTrigger
+
+SPEC = {
+    "record_id_field": "record_id",
+    "strata": [
+        {"field": "sex", "event": "baseline_arm_1"},
+        {"field": "age_group", "event": "baseline_arm_1"},
+    ],
+    "group_by_dag": True,
+    "longitudinal": True,
+}
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRedcap:
+    """An in-memory REDCap answering the async hook's httpx requests."""
+    monkeypatch.setenv("AIRFLOW_CONN_REDCAP_DEFAULT", CONNECTION_JSON)
+    state = FakeRedcap()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert str(request.url) == URL
+        status, body, content_type = state.respond(request.content.decode())
+        return httpx.Response(status, text=body, headers={"Content-Type": content_type})
+
+    transport = httpx.MockTransport(handler)
+    monkeypatch.setattr(
+        redcap_async.httpx, "AsyncClient", functools.partial(httpx.AsyncClient, transport=transport)
+    )
+    return state
+
+
+def trigger(records: list[str], **kwargs: Any) -> RedcapStratificationTrigger:
+    return RedcapStratificationTrigger(
+        redcap_conn_id="redcap_default",
+        records=records,
+        spec=SPEC,
+        poke_interval=0,
+        randomization_id=48213,
+        **kwargs,
+    )
+
+
+def test_serialize_round_trips_through_json() -> None:
+    classpath, kwargs = trigger(["001001"]).serialize()
+    module, _, name = classpath.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    rebuilt = cls(**json.loads(json.dumps(kwargs)))
+    assert rebuilt.serialize() == (classpath, kwargs)
+
+
+async def test_fires_once_every_record_is_complete(fake: FakeRedcap) -> None:
+    fake.add("001001", "baseline_arm_1", sex="0", age_group="1")
+    fake.dags["001001"] = "boston"
+    fake.add("001002", "baseline_arm_1", sex="1")
+    exports = 0
+    original = fake.respond
+
+    def filling_in(body: str) -> tuple[int, str, str]:
+        nonlocal exports
+        answer = original(body)
+        if fake.calls[-1]["content"] == "record":
+            exports += 1
+            if exports == 2:  # the site completes record 001002 after the second poll
+                fake.add("001002", "baseline_arm_1", age_group="3")
+                fake.dags["001002"] = "denver"
+        return answer
+
+    fake.respond = filling_in  # type: ignore[method-assign]
+
+    event = await anext(trigger(["001001", "001002"]).run())
+
+    assert event.payload == {
+        "status": "success",
+        "result": {"randomization_id": 48213, "complete": ["001001", "001002"], "waiting": {}},
+    }
+    assert exports == 3
+    call = fake.calls[-1]
+    assert call["fields"] == ["record_id", "sex", "age_group"]
+    assert call["events"] == ["baseline_arm_1"]
+    assert call["exportDataAccessGroups"] == "true"
+
+
+async def test_transient_errors_keep_polling(fake: FakeRedcap) -> None:
+    fake.add_participant("001001")
+    # First poll: 503, and 503 again on the hook's one retry. Second poll: 503, then the retry answers.
+    fake.outages["record"] = 3
+    event = await anext(trigger(["001001"]).run())
+    assert event.payload["status"] == "success"
+    assert len(fake.calls_of("record")) == 4
+
+
+async def test_permanent_error_ends_with_an_error_event(fake: FakeRedcap) -> None:
+    fake.forbidden = {"record"}
+    event = await anext(trigger(["001001"]).run())
+    assert event.payload["status"] == "error"
+    assert "permissions to use the API" in event.payload["message"]
+
+
+async def test_async_hook_classifies_errors_like_the_sync_hook(fake: FakeRedcap) -> None:
+    fake.forbidden = {"record"}
+    with pytest.raises(RedcapAuthError):
+        await RedcapAsyncHook().export_records(records=["1"])
+
+
+async def test_async_hook_turns_transport_failures_into_connection_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_REDCAP_DEFAULT", CONNECTION_JSON)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    transport = httpx.MockTransport(refuse)
+    monkeypatch.setattr(
+        redcap_async.httpx, "AsyncClient", functools.partial(httpx.AsyncClient, transport=transport)
+    )
+    with pytest.raises(RedcapConnectionError) as info:
+        await RedcapAsyncHook().export_records(records=["1"])
+    assert info.value.may_have_reached_server is False
+    assert "0123456789ABCDEF" not in str(info.value)
