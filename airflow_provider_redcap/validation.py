@@ -64,6 +64,8 @@ class FieldInfo:
     field_type: str
     validation: str = ""
     choices: Mapping[str, str] = field(default_factory=dict)
+    #: ``(min, max)`` that REDCap enforces on import (``@FORCE-MINMAX``); soft ranges only warn.
+    hard_range: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -226,12 +228,16 @@ def _field_info(row: Mapping[str, Any]) -> FieldInfo:
         choices = parse_choices(str(row.get("select_choices_or_calculations") or ""))
     else:
         choices = {}
+    minimum = str(row.get("text_validation_min") or "").strip()
+    maximum = str(row.get("text_validation_max") or "").strip()
+    forced = "@FORCE-MINMAX" in str(row.get("field_annotation") or "").upper()
     return FieldInfo(
         name=str(row["field_name"]),
         form=str(row.get("form_name") or ""),
         field_type=field_type,
         validation=str(row.get("text_validation_type_or_show_slider_number") or ""),
         choices=choices,
+        hard_range=(minimum, maximum) if forced and (minimum or maximum) else None,
     )
 
 
@@ -470,9 +476,13 @@ def _check_text(column: str, value: str, info: FieldInfo, report: Any, *, date_f
     if info.field_type == "slider" or validation == "integer":
         if not _INTEGER.match(value):
             report(column, value, "must be an integer")
+        else:
+            _check_range(column, value, info, report)
     elif validation == "number":
         if not _NUMBER.match(value):
             report(column, value, "must be a number (with '.' as the decimal separator)")
+        else:
+            _check_range(column, value, info, report)
     elif match := _NUMBER_DP.match(validation):
         if not re.match(rf"^[-+]?\d+\.\d{{{match.group(1)}}}$", value):
             report(column, value, f"must be a number with {match.group(1)} decimal place(s)")
@@ -480,6 +490,17 @@ def _check_text(column: str, value: str, info: FieldInfo, report: Any, *, date_f
         _check_date(column, value, validation, report, date_format=date_format)
     elif validation == "time" and not _TIME.match(value):
         report(column, value, "must be a time as HH:MM")
+
+
+def _check_range(column: str, value: str, info: FieldInfo, report: Any) -> None:
+    if info.hard_range is None:
+        return
+    minimum, maximum = info.hard_range
+    number = float(value)
+    if minimum and _NUMBER.match(minimum) and number < float(minimum):
+        report(column, value, f"below the field minimum ({minimum}), which the project enforces")
+    if maximum and _NUMBER.match(maximum) and number > float(maximum):
+        report(column, value, f"above the field maximum ({maximum}), which the project enforces")
 
 
 def _check_date(column: str, value: str, validation: str, report: Any, *, date_format: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,7 +47,7 @@ def build_project(folder: Path, records: int) -> None:
                 "randomization_id": 90210,
                 "target_field": "arm",
                 "strata": [{"field": "sex"}, {"field": "age_group"}],
-                "allocation_tables": {"production": "alloc.csv", "development": "alloc.csv"},
+                "allocation_tables": {"production": "alloc.csv"},
             }
         ],
     }
@@ -86,21 +87,25 @@ def main() -> None:
                     timeout=60,
                 ).raise_for_status()
 
+                local = threading.local()
+
                 def randomize(record: str) -> int:
-                    with requests.Session() as s:
-                        resp = s.post(
-                            server.url,
-                            timeout=30,
-                            data={
-                                "token": TOKEN,
-                                "content": "record",
-                                "action": "randomize",
-                                "record": record,
-                                "randomization_id": "90210",
-                                "format": "json",
-                                "returnAlt": "true",
-                            },
-                        )
+                    # One keep-alive session per thread, as a client pool would hold.
+                    if not hasattr(local, "session"):
+                        local.session = requests.Session()
+                    resp = local.session.post(
+                        server.url,
+                        timeout=30,
+                        data={
+                            "token": TOKEN,
+                            "content": "record",
+                            "action": "randomize",
+                            "record": record,
+                            "randomization_id": "90210",
+                            "format": "json",
+                            "returnAlt": "true",
+                        },
+                    )
                     return resp.status_code
 
                 deadline = time.monotonic() + args.seconds

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ os.environ.pop("AIRFLOW_CONN_REDCAP_DEFAULT", None)
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> Iterator[Path]:
+def airflow_db() -> Path:
     """A migrated SQLite metadata DB, created once per session, for ``dag.test()`` runs."""
     subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"],
@@ -37,4 +36,4 @@ def airflow_db() -> Iterator[Path]:
         env=os.environ.copy(),
         stdout=subprocess.DEVNULL,
     )
-    yield _AIRFLOW_HOME / "airflow.db"
+    return _AIRFLOW_HOME / "airflow.db"

@@ -104,4 +104,4 @@ class Admin:
         self._emu.faults.clear()
 
     def faults(self) -> list[dict[str, Any]]:
-        return [f.to_dict() for f in self._emu.faults.list()]
+        return [f.to_dict() for f in self._emu.faults.active()]

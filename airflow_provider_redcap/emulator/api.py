@@ -125,6 +125,8 @@ class Api:
     def _run(self, params: Params, client_ip: str) -> ApiResponse:
         return_format = params.return_format
         try:
+            if self.project.info.get("api_enabled", True) is False:
+                raise ApiError(400, "The REDCap API is not enabled.")
             with self.storage.transaction() as tx:
                 try:
                     user = auth.authenticate(self.project, params.get("token"))

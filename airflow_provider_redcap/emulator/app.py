@@ -1,6 +1,7 @@
 """The Starlette app: REDCap's ``POST /api/`` plus the emulator's ``/_emulator/`` admin routes.
 
-Anything else, including any other HTTP method on ``/api/``, answers 501 with REDCap's body.
+Anything else, including any other HTTP method on ``/api/``, answers 501 with REDCap's body; ``/api``
+without the slash is redirected the way Apache does it in front of REDCap.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def _not_implemented() -> Response:
 async def _pairs(request: Request) -> list[tuple[str, str]]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_fields=1_000_000)
+        form = await request.form(max_fields=1_000_000, max_part_size=256 * 1024 * 1024)
         return [
             (k, v if isinstance(v, str) else (await v.read()).decode("utf-8", "replace"))
             for k, v in form.multi_items()
@@ -83,6 +84,11 @@ def build_app(emulator: RedcapEmulator) -> Starlette:
         pairs = await _pairs(request)
         outcome = await run_in_threadpool(emulator.api.handle, pairs, ip)
         return _to_response(outcome.response, outcome.drop)
+
+    async def redirect(request: Request) -> Response:
+        # Apache answers a directory URL without its slash with a 301; clients that follow it turn the
+        # POST into a GET and get the 501, exactly what happens against a real REDCap server.
+        return Response(status_code=301, headers={"location": str(request.url.replace(path="/api/"))})
 
     async def fallback(request: Request) -> Response:
         return _not_implemented()
@@ -137,7 +143,7 @@ def build_app(emulator: RedcapEmulator) -> Starlette:
     every = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
     routes = [
         Route("/api/", api, methods=every),
-        Route("/api", api, methods=every),
+        Route("/api", redirect, methods=every),
         Route("/_emulator/allocations", allocations, methods=["GET"]),
         Route("/_emulator/records", records, methods=["GET"]),
         Route("/_emulator/log", log, methods=["GET"]),

@@ -48,7 +48,7 @@ def authenticate(project: Project, token: str, today: date | None = None) -> Use
     :param token: the ``token`` parameter as posted.
     """
     user = next((u for u in project.users if u.token == token), None) if _TOKEN.match(token) else None
-    if user is None:
+    if user is None or user.suspended:
         raise ApiError(403, NO_PERMISSION)
     if user.expiration:
         today = today or date.today()

@@ -7,8 +7,6 @@ randomize's plain-text refusals reach clients unwrapped even with ``format=json`
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,18 +78,24 @@ def to_json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=True, separators=(",", ":")).replace("/", "\\/")
 
 
+def _php_csv_cell(value: str, delimiter: str) -> str:
+    # PHP's fputcsv quotes a cell holding the delimiter, a quote, a line break, a tab or a space.
+    if any(ch in value for ch in (delimiter, '"', "\n", "\r", "\t", " ")):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
 def to_csv(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, delimiter: str = ","
 ) -> str:
-    """Header plus rows; an empty row list still gives the header when columns are known."""
+    """Header plus rows, quoted as PHP's ``fputcsv`` quotes; an empty row list still gives the header."""
     cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
-    buf = io.StringIO()
-    writer = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
+    lines = []
     if cols:
-        writer.writerow(cols)
+        lines.append(delimiter.join(_php_csv_cell(c, delimiter) for c in cols))
     for row in rows:
-        writer.writerow([_csv_value(row.get(c)) for c in cols])
-    return buf.getvalue()
+        lines.append(delimiter.join(_php_csv_cell(_csv_value(row.get(c)), delimiter) for c in cols))
+    return "".join(line + "\n" for line in lines)
 
 
 def _csv_value(value: Any) -> str:

@@ -26,7 +26,6 @@ from airflow_provider_redcap.emulator.records import (
     Column,
     import_column_map,
     key_for,
-    natural_key,
 )
 from airflow_provider_redcap.emulator.storage import DataKey, Tx
 
@@ -58,6 +57,15 @@ _REGEX = {
     "zipcode": r"^\d{5}(-\d{4})?$",
     "alpha_only": r"^[A-Za-z]+$",
     "postalcode_canada": r"^[A-Za-z]\d[A-Za-z] ?\d[A-Za-z]\d$",
+    "postalcode_australia": r"^\d{4}$",
+    "postalcode_germany": r"^\d{5}$",
+    "postalcode_french": r"^((0?[1-9])|([1-8]\d)|(9[0-8]))\d{3}$",
+    "mrn_10d": r"^\d{10}$",
+    "mrn_generic": r"^[A-Za-z0-9_-]+$",
+    "vmrn": r"^\d{4,9}$",
+    "ssn": r"^\d{3}-\d\d-\d{4}$",
+    "time_hh_mm_ss": r"^([01]\d|2[0-3]):[0-5]\d:[0-5]\d$",
+    "phone_australia": r"^(\(0[2-8]\)|0[2-8])\s*\d{4}\s*\d{4}$",
 }
 _FORMAT_MESSAGE = (
     "The value you provided could not be validated because it does not follow the expected format. "
@@ -126,7 +134,7 @@ def _scalar(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
-        return "1" if value else "0"
+        return "1" if value else ""  # PHP's string cast of true/false
     return str(value)
 
 
@@ -201,9 +209,12 @@ def check_value(fld: Field, value: str, date_format: str) -> tuple[str, str | No
         comparable = value
     elif v == "integer" or v.startswith("number"):
         pattern = _REGEX["integer"] if v == "integer" else _REGEX["number"]
+        if v == "number_comma_decimal":
+            pattern = r"^[-+]?\d*,?\d+([eE][-+]?\d+)?$"
         match = re.fullmatch(r"number_(\d)dp(_comma_decimal)?", v)
         if match:
-            pattern = rf"^[-+]?\d+[.,]\d{{{match.group(1)}}}$"
+            decimal = "," if match.group(2) else "\\."
+            pattern = rf"^[-+]?\d+{decimal}\d{{{match.group(1)}}}$"
         if not re.match(pattern, value):
             if v == "integer":
                 return value, f"The value of {fld.name} must be an integer.", None
@@ -545,7 +556,3 @@ def apply_plan(project: Project, tx: Tx, plan: ImportPlan, username: str, group_
             group_id=tx.record_group(record),
             logtype="record_add" if new else "record_edit",
         )
-
-
-def sort_records(records: list[str]) -> list[str]:
-    return sorted(records, key=natural_key)

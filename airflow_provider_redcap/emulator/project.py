@@ -165,6 +165,7 @@ class User:
     data_access_group: str | None
     expiration: str | None
     info: dict[str, str]
+    suspended: bool = False
 
     def has(self, right: str) -> bool:
         return int(self.rights.get(right, 0) or 0) >= 1
@@ -214,6 +215,15 @@ class Project:
     seed_csv: str | None
     redcap_version: str = DEFAULT_REDCAP_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the folder's files, so stored state is only reused for the same project."""
+        digest = hashlib.sha256()
+        for path in sorted(self.folder.iterdir()):
+            if path.is_file() and path.suffix in (".json", ".csv"):
+                digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        return digest.hexdigest()
 
     @property
     def project_id(self) -> int:
@@ -330,6 +340,8 @@ def load_metadata(path: Path) -> list[dict[str, str]]:
         norm["field_type"] = _FIELD_TYPE_ALIASES.get(norm["field_type"].lower(), norm["field_type"].lower())
         validation = norm["text_validation_type_or_show_slider_number"]
         norm["text_validation_type_or_show_slider_number"] = _VALIDATION_ALIASES.get(validation, validation)
+        if norm["field_type"] == "slider" and not norm["custom_alignment"]:
+            norm["custom_alignment"] = "RV"  # REDCap's default slider alignment, written out on export
         for flag in ("identifier", "required_field", "matrix_ranking"):
             norm[flag] = "y" if norm[flag].lower() in ("y", "yes", "1") else ""
         out.append(norm)
@@ -352,6 +364,9 @@ def _build_fields(rows: list[dict[str, str]], where: str) -> tuple[dict[str, Fie
         elif forms[-1] != form:
             raise ProjectError(f"{where}: the fields of form {form!r} are not contiguous")
         ftype = row["field_type"]
+        if ftype == "sql":
+            # REDCap exports SQL fields as dropdowns; their choices come from a query we cannot run.
+            row["field_type"] = "dropdown"
         choices = parse_choices(ftype, row["select_choices_or_calculations"])
         if ftype in ("radio", "dropdown", "checkbox") and not choices:
             raise ProjectError(f"{where}: field {name!r} of type {ftype} has no choices")
@@ -415,14 +430,14 @@ def _load_events(
     if not mapping_path.exists():
         raise ProjectError("form_event_mapping.csv is required for a longitudinal project")
     for row in _read_csv(mapping_path):
-        event = by_name.get(row.get("unique_event_name", ""))
+        mapped = by_name.get(row.get("unique_event_name", ""))
         form = row.get("form") or row.get("form_name", "")
-        if event is None:
+        if mapped is None:
             raise ProjectError(f"form_event_mapping.csv: unknown event {row.get('unique_event_name')!r}")
         if form not in forms:
             raise ProjectError(f"form_event_mapping.csv: unknown form {form!r}")
-        if form not in mapping[event.event_id]:
-            mapping[event.event_id].append(form)
+        if form not in mapping[mapped.event_id]:
+            mapping[mapped.event_id].append(form)
     # Keep each event's forms in the data dictionary's order, as REDCap does.
     for event_id, event_forms in mapping.items():
         mapping[event_id] = [f for f in forms if f in event_forms]
@@ -463,7 +478,17 @@ def _load_users(info: dict[str, Any], dags: list[Dag]) -> list[User]:
         if dag is not None and not any(d.unique_name == dag for d in dags):
             raise ProjectError(f"project.json: user {username!r} is in unknown DAG {dag!r}")
         info_keys = {k: str(raw.get(k, "")) for k in ("email", "firstname", "lastname")}
-        users.append(User(str(username), token, rights, dag, raw.get("expiration") or None, info_keys))
+        users.append(
+            User(
+                str(username),
+                token,
+                rights,
+                dag,
+                raw.get("expiration") or None,
+                info_keys,
+                bool(raw.get("suspended", False)),
+            )
+        )
     if not users:
         raise ProjectError("project.json: at least one user is needed")
     return users
@@ -585,9 +610,15 @@ def _load_randomizations(
             raise ProjectError(f"project.json: randomization {rid}: at most 15 strata")
         group_by_dag = bool(raw.get("group_by_dag") or str(raw.get("group_by", "")).upper() == "DAG")
         allocations: list[AllocationRow] = []
+        by_status: dict[int, list[tuple[Any, ...]]] = {}
         for status, rel in sorted(_table_paths(raw).items()):
-            allocations += load_allocation_table(
-                folder / rel, status, target, strata_fields, group_by_dag, dags
+            rows = load_allocation_table(folder / rel, status, target, strata_fields, group_by_dag, dags)
+            by_status[status] = [(r.target_field, r.target_field_alt, r.strata, r.group_id) for r in rows]
+            allocations += rows
+        if len(by_status) == 2 and by_status[0] == by_status[1]:
+            raise ProjectError(
+                f"project.json: randomization {rid}: the development and production allocation tables are "
+                "identical; REDCap requires them to differ"
             )
         models.append(
             Randomization(

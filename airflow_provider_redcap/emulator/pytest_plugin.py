@@ -38,9 +38,7 @@ def redcap_emulator(
 
 
 @pytest.fixture
-def redcap_connection(
-    redcap_emulator: ServerHandle, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[ServerHandle]:
+def redcap_connection(redcap_emulator: ServerHandle, monkeypatch: pytest.MonkeyPatch) -> ServerHandle:
     """The emulator, with ``AIRFLOW_CONN_REDCAP_DEFAULT`` pointing at it for the test's duration."""
     monkeypatch.setenv("AIRFLOW_CONN_REDCAP_DEFAULT", redcap_emulator.airflow_connection_json())
     return redcap_emulator

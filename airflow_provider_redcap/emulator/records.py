@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from airflow_provider_redcap.emulator.project import Field, Project, checkbox_code_suffix
@@ -20,6 +21,7 @@ PSEUDO_COLUMNS = ("redcap_event_name", "redcap_repeat_instrument", "redcap_repea
 DAG_COLUMN = "redcap_data_access_group"
 
 
+@lru_cache(maxsize=200_000)
 def natural_key(record: str) -> tuple[Any, ...]:
     """REDCap's record order: numbers by value, then text with embedded numbers compared as numbers."""
     parts = re.split(r"(\d+)", record)
@@ -103,20 +105,28 @@ def value_of(stored: dict[str, Any], col: Column, code: str | None = None) -> st
     return value if isinstance(value, str) else ""
 
 
-def label_of(col: Column, value: str, code: str | None = None) -> str:
+def label_of(col: Column, value: str, code: str | None = None, checkbox_label: bool = False) -> str:
     if value == "":
         return value
     if col.field is None:
         return COMPLETE_LABELS.get(value, value)
     if col.field.is_checkbox:
+        if checkbox_label:  # exportCheckboxLabel: the option's label when checked, blank otherwise
+            return col.field.choices.get(code or "", "") if value == "1" else ""
         return "Checked" if value == "1" else "Unchecked"
     if col.field.is_categorical:
         return col.field.choices.get(value, value)
     return value
 
 
+def _is_decimal_field(fld: Field) -> bool:
+    return fld.field_type == "calc" or fld.validation.startswith("number")
+
+
 def event_label(project: Project, event_id: int) -> str:
     event = project.event_by_id(event_id)
+    if len(project.arms) < 2:  # REDCap names the arm only when there is more than one
+        return event.name
     return f"{event.name} (Arm {event.arm_num}: {project.arms.get(event.arm_num, '')})"
 
 
@@ -130,10 +140,14 @@ def flat_rows(
     raw_or_label: str = "raw",
     export_dag: bool = False,
     row_filter: Any = None,
+    checkbox_label: bool = False,
+    decimal: str = "",
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Flat export rows for ``records`` (already ordered and access-checked) and their header.
 
     :param row_filter: optional callable ``(record, key, all_data) -> bool`` (filterLogic).
+    :param checkbox_label: with labels, checked options export their choice label (exportCheckboxLabel).
+    :param decimal: ``","`` or ``"."`` forces that decimal mark on number and calc values.
     """
     pk = project.pk
     with_pk = any(c.name == pk for c in columns)
@@ -156,6 +170,7 @@ def flat_rows(
     data = tx.record_data(records)
     groups = tx.record_groups() if export_dag else {}
     rows: list[dict[str, Any]] = []
+    fits_cache: dict[tuple[int, str, str], bool] = {}
     for record in records:
         stored_by_key = data.get(record, {})
         for key in sorted_keys(project, stored_by_key):
@@ -181,13 +196,20 @@ def flat_rows(
                         row["redcap_repeat_instrument"] = instrument
                         row["redcap_repeat_instance"] = key[2] if repeats else ""
                     continue
-                fits = applies(project, key, col.form)
+                fit_key = (key[0], key[1], col.form)
+                fits = fits_cache.get(fit_key)
+                if fits is None:
+                    fits = fits_cache[fit_key] = applies(project, key, col.form)
                 codes = list(col.field.choices) if col.field is not None and col.field.is_checkbox else [None]
                 for name, code in zip(col.export_names(), codes, strict=True):
                     value = value_of(stored, col, code) if fits else ""
                     if value != "" and not (code is not None and value == "0"):
                         has_value = True
-                    row[name] = label_of(col, value, code) if raw_or_label == "label" else value
+                    if decimal and value and col.field is not None and _is_decimal_field(col.field):
+                        value = value.replace("," if decimal == "." else ".", decimal)
+                    row[name] = (
+                        label_of(col, value, code, checkbox_label) if raw_or_label == "label" else value
+                    )
             if not has_value:
                 continue
             if row_filter is not None and not row_filter(record, key, stored_by_key):
@@ -199,9 +221,11 @@ def flat_rows(
     return header, rows
 
 
-def visible_records(tx: Tx, group_id: int | None) -> list[str]:
-    """Record ids the user may see, in REDCap's order."""
+def visible_records(tx: Tx, group_id: int | None, wanted: Iterable[str] | None = None) -> list[str]:
+    """Record ids the user may see (among ``wanted``, when given), in REDCap's order."""
     groups = tx.record_groups()
+    if wanted is not None:
+        groups = {r: groups[r] for r in set(wanted) if r in groups}
     ids = [r for r, g in groups.items() if group_id is None or g == group_id]
     return sorted(ids, key=natural_key)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import socket
 import tempfile
@@ -21,6 +22,8 @@ from airflow_provider_redcap.emulator.import_validation import apply_plan, build
 from airflow_provider_redcap.emulator.project import load_project
 from airflow_provider_redcap.emulator.ratelimit import RateLimiter
 from airflow_provider_redcap.emulator.storage import Storage
+
+log = logging.getLogger(__name__)
 
 
 def demo_project_dir() -> Path:
@@ -59,6 +62,10 @@ class RedcapEmulator:
             self.faults.add(fault)
         self.rate_limiter = RateLimiter(rate_limit_per_minute)
         if not self.storage.initialized_for(self.project):
+            if self.storage.get_meta("schema") is not None:
+                log.warning(
+                    "%s holds the state of another project or folder version; starting afresh", db_path
+                )
             self._seed()
         self.api = Api(self.project, self.storage, self.faults)
         self.admin = Admin(self)

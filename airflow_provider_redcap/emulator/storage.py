@@ -279,8 +279,10 @@ class Storage:
         return row[0] if row else None
 
     def initialized_for(self, project: Project) -> bool:
-        return self.get_meta("schema") == SCHEMA_VERSION and self.get_meta("project_id") == str(
-            project.project_id
+        return (
+            self.get_meta("schema") == SCHEMA_VERSION
+            and self.get_meta("project_id") == str(project.project_id)
+            and self.get_meta("fingerprint") == project.fingerprint
         )
 
     def wipe(self, tx: Tx, project: Project) -> None:
@@ -311,5 +313,6 @@ class Storage:
                 ("schema", SCHEMA_VERSION),
                 ("project_id", str(project.project_id)),
                 ("project_status", str(project.status)),
+                ("fingerprint", project.fingerprint),
             ],
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from airflow_provider_redcap._randomization import (
     ModelSelectionError,
@@ -113,6 +114,7 @@ class RedcapStratificationSensor(BaseSensorOperator):
                 spec=spec.to_dict(),
                 poke_interval=self.poke_interval,
                 randomization_id=self._randomization_id(),
+                end_time=time.time() + self.timeout,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
@@ -120,6 +122,8 @@ class RedcapStratificationSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after the trigger fired."""
+        if event.get("status") == "timeout":
+            raise AirflowSensorTimeout(f"Sensor timed out: {event.get('message')}")
         if event.get("status") != "success":
             raise AirflowFailException(f"Waiting for stratification data failed: {event.get('message')}")
         self.log.info("All %d record(s) hold their stratification data.", len(event["result"]["complete"]))

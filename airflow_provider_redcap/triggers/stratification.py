@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -31,8 +32,12 @@ class RedcapStratificationTrigger(BaseTrigger):
     :param spec: :meth:`StrataSpec.to_dict` of the strata to check.
     :param poke_interval: seconds between polls.
     :param randomization_id: carried into the result for the record, not used for the check.
-    :return: a ``TriggerEvent`` ``{"status": "success", "result": {...}}`` (the sensor's XCom shape) or
-        ``{"status": "error", "message": ...}`` for a permanent error.
+    :param end_time: Unix time after which the trigger gives up with a ``timeout`` event. The deferral's
+        own timeout does the same in a deployment; this also bounds runs that do not enforce it
+        (``dag.test()`` runs triggers inline without a timeout).
+    :return: a ``TriggerEvent`` ``{"status": "success", "result": {...}}`` (the sensor's XCom shape),
+        ``{"status": "error", "message": ...}`` for a permanent error, or
+        ``{"status": "timeout", "message": ..., "result": {...}}``.
     """
 
     def __init__(
@@ -43,6 +48,7 @@ class RedcapStratificationTrigger(BaseTrigger):
         spec: dict[str, Any],
         poke_interval: float = 300.0,
         randomization_id: int | None = None,
+        end_time: float | None = None,
     ) -> None:
         super().__init__()
         self.redcap_conn_id = redcap_conn_id
@@ -50,6 +56,7 @@ class RedcapStratificationTrigger(BaseTrigger):
         self.spec = dict(spec)
         self.poke_interval = float(poke_interval)
         self.randomization_id = randomization_id
+        self.end_time = end_time
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -60,6 +67,7 @@ class RedcapStratificationTrigger(BaseTrigger):
                 "spec": dict(self.spec),
                 "poke_interval": self.poke_interval,
                 "randomization_id": self.randomization_id,
+                "end_time": self.end_time,
             },
         )
 
@@ -69,6 +77,7 @@ class RedcapStratificationTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         spec = StrataSpec.from_dict(self.spec)
         hook = self._hook()
+        status: dict[str, Any] | None = None
         while True:
             try:
                 rows = await hook.export_records(
@@ -95,4 +104,16 @@ class RedcapStratificationTrigger(BaseTrigger):
                     len(self.records),
                     describe_waiting(status["waiting"]),
                 )
+            if self.end_time is not None and time.time() + self.poke_interval > self.end_time:
+                waiting = (
+                    status["waiting"] if status else {r: ["REDCap did not answer"] for r in self.records}
+                )
+                yield TriggerEvent(
+                    {
+                        "status": "timeout",
+                        "message": f"stratification data still missing: {describe_waiting(waiting)}",
+                        "result": {"randomization_id": self.randomization_id, **(status or {})},
+                    }
+                )
+                return
             await asyncio.sleep(self.poke_interval)

@@ -102,3 +102,66 @@ def test_state_survives_a_restart_and_reset_restores_the_seed(tmp_path: Path) ->
     assert not [a for a in again.admin.allocations() if a["is_used_by"]]
     assert [r["record_id"] for r in again.admin.records()] == ["1", "2", "3"]
     again.close()
+
+
+@pytest.mark.parametrize(
+    ("edit", "status", "message"),
+    [
+        ({"api_enabled": False}, 400, "The REDCap API is not enabled."),
+        ({"deleted": True}, 400, "The REDCap project no longer exists because it was deleted."),
+        ({"offline": True}, 400, "This project is currently OFFLINE and is not accessible to normal users."),
+    ],
+)
+def test_project_state_flags(tmp_path: Path, edit: dict[str, object], status: int, message: str) -> None:
+    folder = copy(tmp_path)
+    info = json.loads((folder / "project.json").read_text())
+    (folder / "project.json").write_text(json.dumps({**info, **edit}))
+    emu = RedcapEmulator(folder, db_path=tmp_path / "s.db")
+    resp = emu.api.handle(
+        [("token", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA01"), ("content", "version"), ("format", "json")]
+    )
+    assert (resp.response.status, json.loads(resp.response.body)) == (status, {"error": message})
+    emu.close()
+
+
+def test_suspended_user_is_an_unknown_token(tmp_path: Path) -> None:
+    folder = copy(tmp_path)
+    info = json.loads((folder / "project.json").read_text())
+    info["users"][0]["suspended"] = True
+    (folder / "project.json").write_text(json.dumps(info))
+    emu = RedcapEmulator(folder, db_path=tmp_path / "s.db")
+    resp = emu.api.handle(
+        [("token", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA01"), ("content", "version"), ("format", "csv")]
+    )
+    assert (resp.response.status, resp.response.body) == (
+        403,
+        "ERROR: You do not have permissions to use the API",
+    )
+    assert emu.admin.log()[-1]["action"] == "Failed API request (invalid token)"
+    emu.close()
+
+
+def test_state_of_an_edited_folder_is_not_reused(tmp_path: Path) -> None:
+    folder = copy(tmp_path)
+    db = tmp_path / "state.db"
+    emu = RedcapEmulator(folder, db_path=db)
+    emu.api.handle(
+        [
+            ("token", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA01"),
+            ("content", "record"),
+            ("action", "randomize"),
+            ("record", "1"),
+            ("randomization_id", "7311"),
+        ]
+    )
+    emu.close()
+    with (folder / "alloc_open_dev.csv").open("a") as fh:
+        fh.write("2,D-06,1,1\n")
+    again = RedcapEmulator(folder, db_path=db)
+    assert not [a for a in again.admin.allocations() if a["is_used_by"]]
+    rows = sum(
+        len((folder / name).read_text().splitlines()) - 1
+        for name in ("alloc_open_dev.csv", "alloc_open_prod.csv")
+    )
+    assert len(again.admin.allocations(7311)) == rows
+    again.close()

@@ -54,6 +54,13 @@ def test_only_post_to_api(server: ServerHandle) -> None:
         assert resp.headers["content-type"] == "text/xml; charset=utf-8"
 
 
+def test_api_without_slash_redirects_like_apache(server: ServerHandle) -> None:
+    resp = requests.post(server.url.rstrip("/"), data={"token": ADMIN, "content": "version"}, timeout=5)
+    # requests follows the 301 with a GET, which REDCap answers with its 501.
+    assert [r.status_code for r in resp.history] == [301]
+    assert (resp.status_code, resp.text) == (501, NOT_IMPLEMENTED)
+
+
 def test_default_format_is_xml_and_return_format_falls_back(server: ServerHandle) -> None:
     resp = requests.post(server.url, data={"token": "short", "content": "record"}, timeout=5)
     assert resp.status_code == 403

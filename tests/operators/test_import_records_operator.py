@@ -201,7 +201,9 @@ def test_records_and_path_are_exclusive() -> None:
 
 
 def test_dag_names_are_checked_only_when_readable(fake: FakeRedcap) -> None:
-    records = [{"record_id": "001", "redcap_event_name": "screening_arm_1", "redcap_data_access_group": "paris"}]
+    records = [
+        {"record_id": "001", "redcap_event_name": "screening_arm_1", "redcap_data_access_group": "paris"}
+    ]
     with pytest.raises(AirflowFailException, match="unknown data access group"):
         RedcapImportRecordsOperator(task_id="i", records=records).execute(context={})
     fake.forbidden = {"dag"}  # a token without the DAG privilege: REDCap does the check instead

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from airflow.exceptions import AirflowException
 from airflow.sdk.exceptions import AirflowFailException
-from common.fake_redcap import CONCEALED_RID, OPEN_RID, FakeRedcap
+from common.fake_redcap import CONCEALED_RID, OPEN_RID, TOKEN, FakeRedcap
 
 from airflow_provider_redcap.links.redcap import RECORD_URL_XCOM_KEY
 from airflow_provider_redcap.operators import RedcapRandomizeOperator
@@ -314,3 +314,17 @@ def test_duplicate_records_are_randomized_once(fake: FakeRedcap) -> None:
     results = open_op(records=["001001", "001001"]).execute(context={})
     assert [r["record"] for r in results] == ["001001"]
     assert randomize_calls(fake) == ["001001"]
+
+
+def test_token_never_appears_in_messages_or_logs(
+    fake: FakeRedcap, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_participant("001001")
+    fake.add("001002", "screening_arm_1", age="50")
+    fake.faults["001001"] = ["drop_after_commit"]
+    ti = FakeTI()
+    with pytest.raises(AirflowFailException) as info:
+        open_op(records=["001001", "001002"]).execute(context={"ti": ti})
+    assert TOKEN not in str(info.value)
+    assert TOKEN not in capsys.readouterr().out
+    assert TOKEN not in repr(ti.pushed)

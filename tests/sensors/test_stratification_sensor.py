@@ -6,7 +6,12 @@ import json
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
+from airflow.sdk.exceptions import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    TaskDeferred,
+)
 from common.fake_redcap import OPEN_RID, FakeRedcap
 
 from airflow_provider_redcap.sensors import RedcapStratificationSensor
@@ -200,3 +205,13 @@ def test_execute_complete() -> None:
     assert task.execute_complete({}, {"status": "success", "result": result}) == result
     with pytest.raises(AirflowFailException, match="boom"):
         task.execute_complete({}, {"status": "error", "message": "boom"})
+
+
+def test_trigger_timeout_fails_or_skips_like_a_sensor_timeout() -> None:
+    event = {"status": "timeout", "message": "001001 (sex (baseline_arm_1))", "result": {}}
+    with pytest.raises(AirflowSensorTimeout, match="001001"):
+        sensor(records=["001001"], deferrable=True).resume_execution("execute_complete", {"event": event}, {})
+    with pytest.raises(AirflowSkipException):
+        sensor(records=["001001"], deferrable=True, soft_fail=True).resume_execution(
+            "execute_complete", {"event": event}, {}
+        )

@@ -134,3 +134,14 @@ async def test_async_hook_turns_transport_failures_into_connection_errors(
         await RedcapAsyncHook().export_records(records=["1"])
     assert info.value.may_have_reached_server is False
     assert "0123456789ABCDEF" not in str(info.value)
+
+
+async def test_gives_up_at_end_time(fake: FakeRedcap) -> None:
+    fake.add("001001", "baseline_arm_1", sex="1")
+    event = await anext(trigger(["001001"], end_time=0.0).run())
+    assert event.payload["status"] == "timeout"
+    assert "001001 (age_group (baseline_arm_1)" in event.payload["message"]
+    assert event.payload["result"]["waiting"] == {
+        "001001": ["age_group (baseline_arm_1)", "data access group"]
+    }
+    assert len(fake.calls_of("record")) == 1

@@ -217,3 +217,17 @@ def test_normalize_rows_turns_values_into_text() -> None:
     assert rows == [{"a": "1", "b": "", "c": "1", "d": "1.5", "e": "001"}]
     with pytest.raises(ValueError, match="row 2"):
         normalize_rows([{"a": "1"}, {"a": [1, 2]}])
+
+
+def test_enforced_ranges_are_checked_and_soft_ranges_are_not(schema: ImportSchema) -> None:
+    # age has 18-99 with @FORCE-MINMAX; weight_kg has 30-250 without it (REDCap only warns).
+    rows = [
+        {"record_id": "1", "redcap_event_name": "screening_arm_1", "age": "17"},
+        {"record_id": "2", "redcap_event_name": "screening_arm_1", "age": "100"},
+        {"record_id": "3", "redcap_event_name": "screening_arm_1", "age": "18"},
+        {"record_id": "4", "redcap_event_name": "baseline_arm_1", "weight_kg": "12.5"},
+    ]
+    assert problems_of(rows, schema) == {
+        ("1", "age", "screening_arm_1", "17"),
+        ("2", "age", "screening_arm_1", "100"),
+    }

@@ -10,6 +10,7 @@ from airflow_provider_redcap.emulator.context import Context
 from airflow_provider_redcap.emulator.filter_logic import compile_filter
 from airflow_provider_redcap.emulator.formats import ApiError, ApiResponse, render_rows
 from airflow_provider_redcap.emulator.methods.metadata import invalid_values
+from airflow_provider_redcap.emulator.project import checkbox_code_suffix
 from airflow_provider_redcap.emulator.records import (
     DAG_COLUMN,
     Column,
@@ -18,6 +19,7 @@ from airflow_provider_redcap.emulator.records import (
     visible_records,
 )
 
+NO_DATA_FIELDS = 'The variables provided in the parameter "fields" are not valid fields that contain data.'
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2})?)?$")
 
 
@@ -26,9 +28,12 @@ def selected_columns(ctx: Context) -> list[Column]:
     columns = all_columns(project)
     names = {c.name for c in columns}
     fields, forms = ctx.params.list("fields"), ctx.params.list("forms")
-    bad = [f for f in fields if f not in names]
+    descriptive = {f.name for f in project.fields.values() if f.field_type == "descriptive"}
+    bad = [f for f in fields if f not in names and f not in descriptive]
     if bad:
         raise invalid_values("fields", bad)
+    if fields and not forms and all(f in descriptive for f in fields):
+        raise ApiError(400, NO_DATA_FIELDS)
     bad = [f for f in forms if f not in project.forms]
     if bad:
         raise invalid_values("forms", bad)
@@ -72,11 +77,8 @@ def export_records(ctx: Context) -> ApiResponse:
         if bad:
             raise invalid_values("events", bad)
         event_ids = {project.event_by_name(e).event_id for e in wanted}  # type: ignore[union-attr]
-    records = visible_records(ctx.tx, ctx.group_id)
-    wanted_records = params.list("records")
-    if wanted_records:
-        wanted = set(wanted_records)
-        records = [r for r in records if r in wanted]  # REDCap's order, not the request's
+    # REDCap's record order, not the request's.
+    records = visible_records(ctx.tx, ctx.group_id, params.list("records") or None)
     records = _date_range_records(ctx, records)
     logic = params.get("filterLogic").strip()
     row_filter = compile_filter(logic, project) if logic else None
@@ -91,6 +93,8 @@ def export_records(ctx: Context) -> ApiResponse:
         raw_or_label=raw_or_label,
         export_dag=export_dag,
         row_filter=row_filter,
+        checkbox_label=params.flag("exportCheckboxLabel"),
+        decimal=params.get("decimalCharacter") if params.get("decimalCharacter") in (",", ".") else "",
     )
     if params.choice("rawOrLabelHeaders", ("raw", "label"), "raw") == "label" and ctx.fmt == "csv":
         header = [_label_header(ctx, h) for h in header]
@@ -111,7 +115,7 @@ def _label_header(ctx: Context, name: str) -> str:
         base, _, code = name.partition("___")
         fld = ctx.project.fields.get(base)
         if fld is not None:
-            label = next((v for k, v in fld.choices.items() if k.lower() == code), code)
+            label = next((v for k, v in fld.choices.items() if checkbox_code_suffix(k) == code), code)
             return f"{fld.label} (choice={label})"
     special = {
         "redcap_event_name": "Event Name",

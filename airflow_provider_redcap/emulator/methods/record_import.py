@@ -29,6 +29,8 @@ def import_records(ctx: Context) -> ApiResponse:
         status=ctx.status,
     )
     apply_plan(ctx.project, ctx.tx, plan, ctx.user.username, ctx.group_id)
+    # Real servers shape the success body by returnFormat (PyCap's integration tests show it).
+    fmt = ctx.return_format
     if params.flag("backgroundProcess"):
         return ok(
             {"json": '{"success":true}', "csv": "success\ntrue"}.get(

@@ -69,7 +69,7 @@ def export_repeating(ctx: Context) -> ApiResponse:
         raise ApiError(
             400,
             "You cannot export repeating instruments and events because the project does "
-            "not contain any repeating instruments or events",
+            "not contain any repeating instruments and events",
         )
     columns = (
         ["event_name", "form_name", "custom_form_label"]
