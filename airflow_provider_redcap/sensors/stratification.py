@@ -28,6 +28,7 @@ from airflow_provider_redcap.exceptions import (
     RedcapServerError,
 )
 from airflow_provider_redcap.hooks.redcap import RedcapHook
+from airflow_provider_redcap.models import StratumField
 from airflow_provider_redcap.triggers.stratification import RedcapStratificationTrigger
 
 if TYPE_CHECKING:
@@ -204,8 +205,11 @@ class RedcapStratificationSensor(BaseSensorOperator):
             group_by_dag = model.group_by_dag if self.group_by_dag is None else bool(self.group_by_dag)
         if not strata and not group_by_dag:
             raise AirflowFailException("The model has no strata and no DAG grouping: nothing to wait for.")
-        # Strata carry events only in longitudinal projects; this spares a project-info call per poke.
-        longitudinal = any(s.event for s in strata)
+        # The project XML names an event even in classic projects (their one hidden event), whose export
+        # rows carry no redcap_event_name: only project info tells.
+        longitudinal = self.hook.is_longitudinal()
+        if not longitudinal:
+            strata = tuple(StratumField(s.field) for s in strata)
         spec = StrataSpec(record_id_field, tuple(strata), group_by_dag, longitudinal)
         self.log.info(
             "Waiting for strata %s%s.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,3 +92,23 @@ def test_deferrable_path_through_the_trigger(redcap_connection: Any) -> None:
         "result": {"randomization_id": OPEN_RID, "complete": ["001001"], "waiting": {}},
     }
     assert task.execute_complete({}, event.payload) == event.payload["result"]
+
+
+class TestClassicProject:
+    """A classic project: REDCap's project XML still names its one hidden event for every stratum."""
+
+    @pytest.fixture
+    def redcap_project_dir(self) -> Path:
+        return Path(__file__).parents[1] / "emulator" / "projects" / "fidelity_classic_rand"
+
+    def test_complete_strata_are_seen(self, redcap_connection: Any) -> None:
+        # The model (project.json) is stratified by sex and region, with no DAG grouping.
+        put([{"record_id": "1", "sex": "0", "region": "1"}, {"record_id": "2", "sex": "1"}])
+
+        result = RedcapStratificationSensor(task_id="wait", records=["1", "2"], randomization_id=30917).poke({})
+
+        assert result.xcom_value == {
+            "randomization_id": 30917,
+            "complete": ["1"],
+            "waiting": {"2": ["region"]},
+        }

@@ -73,7 +73,7 @@ def test_one_export_per_poke_with_only_strata_fields_events_and_dag(fake: FakeRe
     calls = exports(fake)
     assert len(calls) == 2
     # The strata are resolved once per sensor instance; each poke is then a single export.
-    assert [c["content"] for c in fake.calls] == ["metadata", "project_xml", "record", "record"]
+    assert [c["content"] for c in fake.calls] == ["metadata", "project_xml", "project", "record", "record"]
     assert calls[0]["fields"] == ["record_id", "sex", "age_group"]
     assert calls[0]["events"] == ["baseline_arm_1"]
     assert calls[0]["exportDataAccessGroups"] == "true"

@@ -7,33 +7,11 @@ from typing import Any
 from airflow_provider_redcap.emulator import auth
 from airflow_provider_redcap.emulator.context import Context
 from airflow_provider_redcap.emulator.formats import ApiResponse, render_rows
+from airflow_provider_redcap.emulator.project import RIGHT_NAMES
 
-_RIGHTS = (
-    "design",
-    "alerts",
-    "user_rights",
-    "data_access_groups",
-    "reports",
-    "stats_and_charts",
-    "manage_survey_participants",
-    "calendar",
-    "data_import_tool",
-    "data_comparison_tool",
-    "logging",
-    "email_logging",
-    "file_repository",
-    "data_quality_create",
-    "data_quality_execute",
-    "api_export",
-    "api_import",
-    "api_modules",
-    "record_create",
-    "record_rename",
-    "record_delete",
-    "lock_records_all_forms",
-    "lock_records",
-    "lock_records_customization",
-)
+_RANDOMIZATION_RIGHTS = ("random_setup", "random_dashboard", "random_perform")
+# REDCap lists the random_* rights last, and only when randomization is enabled.
+_RIGHTS = tuple(r for r in RIGHT_NAMES if r not in _RANDOMIZATION_RIGHTS)
 
 
 def export_users(ctx: Context) -> ApiResponse:
@@ -55,12 +33,7 @@ def export_users(ctx: Context) -> ApiResponse:
         }
         row.update({r: int(user.rights.get(r, 0)) for r in _RIGHTS})
         if project.randomizations:
-            row.update(
-                {
-                    r: int(user.rights.get(r, 0))
-                    for r in ("random_setup", "random_dashboard", "random_perform")
-                }
-            )
+            row.update({r: int(user.rights.get(r, 0)) for r in _RANDOMIZATION_RIGHTS})
         export = int(user.rights.get("data_export", 1))
         row["forms"] = dict.fromkeys(project.forms, 1)
         row["forms_export"] = dict.fromkeys(project.forms, export)
