@@ -15,7 +15,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 help:
 	@echo "make demo   - run the example DAG end to end against the local REDCap emulator"
 	@echo "make test   - run the whole test suite"
-	@echo "make lint   - ruff check and format check"
+	@echo "make lint   - ruff check, format check and mypy"
 	@echo "make bench  - print emulator and hook throughput figures"
 
 $(INSTALLED): pyproject.toml $(CONSTRAINTS)
@@ -38,6 +38,7 @@ demo: $(INSTALLED)
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(INSTALLED)
 	$(BIN)/ruff check --fix .

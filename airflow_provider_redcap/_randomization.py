@@ -24,6 +24,10 @@ class ModelSelectionError(ValueError):
     """The project's randomization models do not single out the model the caller means."""
 
 
+class UnreadableStrataError(ValueError):
+    """REDCap's export left out stratification fields: the token's user may not export them."""
+
+
 def select_model(
     models: Sequence[RandomizationModel],
     *,
@@ -169,8 +173,16 @@ def evaluate_strata(
     :return: ``{"complete": [record, ...], "waiting": {record: [missing, ...]}}`` in the order of
         ``records``; a missing item is ``"field (event)"``, ``"data access group"`` or
         ``"record not found"`` (``"record not found in <events>"`` when only the strata events are read).
+    :raises UnreadableStrataError: a stratum column is absent (flat exports hold every requested
+        column, blank or not, so REDCap removed it); waiting could never end.
     """
     rows = list(rows)
+    absent = sorted({s.field for s in spec.strata if rows and not any(s.field in row for row in rows)})
+    if absent:
+        raise UnreadableStrataError(
+            f"REDCap's export leaves out the stratification field(s) {', '.join(absent)}: the token's "
+            "user may not export them (De-identified or no-access export rights for their form)."
+        )
     found: dict[str, set[StratumField | str]] = {}
     for row in rows:
         record = str(row.get(spec.record_id_field, ""))

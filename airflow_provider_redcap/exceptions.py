@@ -29,7 +29,9 @@ class RedcapError(AirflowException):
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.status_code = status_code
+        # AirflowException types status_code as an HTTPStatus of Airflow's own API; ours is REDCap's
+        # HTTP status, or None when no response arrived.
+        self.status_code = status_code  # type: ignore[assignment]
         self.redcap_message = redcap_message
 
 

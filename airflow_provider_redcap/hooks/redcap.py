@@ -319,17 +319,20 @@ class RedcapHook(BaseHook):
         :param action: REDCap's ``action`` parameter, if any.
         :param format: ``json`` (default), ``csv``, ``xml`` or ``odm``.
         :param retry: ``False`` for calls that are not safe to repeat: then only failures before the
-            request was sent are retried.
+            request was sent are retried. Randomize and auto-numbered imports are never repeated.
         :param params: further parameters in REDCap's spelling; lists become ``x[0]``-style arrays.
         """
         form = self._form(content, action=action, format=format, **params)
         label = action or ("import" if content == "record" and "data" in params else None)
+        # A repeat could allocate a second time or create the records twice, whatever the caller asked.
+        auto_numbered = form.get("forceAutoNumber", "").lower() in ("true", "1")
+        unsafe = content == "record" and (action == "randomize" or (label == "import" and auto_numbered))
         return self._execute(
             form,
             content=content,
             action=label,
             parse=lambda r: classify_response(r, content=content, action=label, format=format),
-            mode="safe" if retry else "connect_only",
+            mode="safe" if retry and not unsafe else "connect_only",
         )
 
     def _json_list(self, content: str, **params: Any) -> list[dict[str, Any]]:
@@ -601,7 +604,8 @@ class RedcapHook(BaseHook):
                 ids, mapping = self._import_batch(payload, overwrite, force_auto_number, date_format)
             except RedcapError as exc:
                 pending = [record for later in batches[number - 1 :] for record in later]
-                ambiguous = isinstance(exc, RedcapConnectionError | RedcapServerError)
+                # Only a refusal proves nothing was saved; a lost or unparsable answer may follow a save.
+                ambiguous = isinstance(exc, RedcapConnectionError | RedcapServerError | RedcapResponseError)
                 note = (
                     " The failing batch may or may not have been saved: check REDCap before re-sending it."
                     if ambiguous

@@ -9,7 +9,7 @@ may run more than once, so it must never change anything in REDCap.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -20,6 +20,18 @@ from airflow_provider_redcap.exceptions import RedcapConnectionError, RedcapErro
 from airflow_provider_redcap.hooks._connection import RedcapSettings, settings_from_connection
 from airflow_provider_redcap.hooks._params import build_form
 from airflow_provider_redcap.hooks._responses import RawResponse, classify_response, expect_list
+from airflow_provider_redcap.hooks._throttle import Throttle
+
+#: One throttle per API URL and limit for the whole process: every trigger of a triggerer shares it,
+#: since REDCap bans the client IP, not one hook.
+_THROTTLES: dict[tuple[str, int], Throttle] = {}
+
+
+def _throttle(settings: RedcapSettings) -> Throttle:
+    key = (settings.url, settings.requests_per_minute)
+    if key not in _THROTTLES:
+        _THROTTLES[key] = Throttle(settings.requests_per_minute)
+    return _THROTTLES[key]
 
 
 class RedcapAsyncHook(BaseHook):
@@ -46,6 +58,7 @@ class RedcapAsyncHook(BaseHook):
         self.timeout = timeout
         self.max_retries = max_retries
         self._settings: RedcapSettings | None = None
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def get_settings(self) -> RedcapSettings:
         """The connection's validated settings, looked up once."""
@@ -81,11 +94,17 @@ class RedcapAsyncHook(BaseHook):
                     settings.max_retries,
                     delay,
                 )
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
 
     async def _post_once(
         self, settings: RedcapSettings, form: dict[str, str], *, content: str, action: str | None
     ) -> Any:
+        delay = _throttle(settings).reserve()
+        if delay > 0:
+            self.log.info(
+                "Throttled for %.2f s to stay under %d requests a minute", delay, settings.requests_per_minute
+            )
+            await self._sleep(delay)
         try:
             async with httpx.AsyncClient(
                 verify=settings.verify,

@@ -81,7 +81,9 @@ class RedcapRandomizeOperator(BaseOperator):
     Every other record gets one Randomize call. When the answer is lost (timeout, dropped connection,
     5xx, a page that is not REDCap's) or REDCap says the record is already randomized, the target field
     is read again and what REDCap holds is returned with status ``recovered``. If REDCap holds nothing
-    after a lost answer, nothing was committed, so the record is sent once more (``retry_unconfirmed``).
+    after an error answer (5xx, a page that is not REDCap's), nothing was committed, so the record is sent
+    once more (``retry_unconfirmed``); after no answer at all REDCap may still be working on the call, so
+    that record is left to an Airflow retry.
     REDCap itself refuses a second randomization of a record in the same model, so a retried task never
     allocates twice and never fails a record that REDCap did randomize.
 
@@ -101,7 +103,7 @@ class RedcapRandomizeOperator(BaseOperator):
     :param target_field: the model's target field; found from the project's models when there is one.
     :param target_event: the target's event (longitudinal projects); found from the models.
     :param fail_fast: stop at the first refused record.
-    :param retry_unconfirmed: after a lost answer and an empty target field, send the record once more.
+    :param retry_unconfirmed: after an error answer and an empty target field, send the record once more.
     :param redcap_conn_id: the REDCap connection.
     :return: per record ``{"record", "randomization_id", "target_field", "target_event", "value",
         "label", "alternate_value", "concealed", "status"}``; ``status`` is ``randomized``,
@@ -239,6 +241,11 @@ class RedcapRandomizeOperator(BaseOperator):
                 run.refused[record] = (
                     f"REDCap says the record is already randomized in {rid}, but its target field "
                     f"{target.field!r} is empty (erased, or randomized in another project status)"
+                )
+            elif not _request_ended(cause):
+                run.unsettled[record] = (
+                    f"outcome unknown: {cause.message} (the target field is empty so far, but REDCap may "
+                    "still be working on the call; an Airflow retry reads it again first)"
                 )
             elif self.retry_unconfirmed:
                 self.log.info(
@@ -380,6 +387,13 @@ class RedcapRandomizeOperator(BaseOperator):
         # No events filter: a record with no data yet in the target event still comes back from its
         # other events, so "did not come back" means the record does not exist.
         rows = self.hook.export_records(records=ids, fields=[target.record_id_field, target.field])
+        if rows and not any(target.field in row for row in rows):
+            # REDCap drops fields the user may not export (De-identified or no-access rights for the
+            # form): an absent column is not an empty one, and a blind guard must not let calls through.
+            raise AirflowFailException(
+                f"REDCap's export leaves out the target field {target.field!r}: the token's user may not "
+                "export it, so existing allocations cannot be checked. Grant full export rights for its form."
+            )
         held: dict[str, str] = {}
         for row in rows:
             if target.longitudinal and row.get("redcap_event_name") != target.event:
@@ -388,6 +402,15 @@ class RedcapRandomizeOperator(BaseOperator):
             if value not in (None, ""):
                 held.setdefault(str(row.get(target.record_id_field)), str(value))
         return held
+
+
+def _request_ended(err: RedcapError) -> bool:
+    """Whether an answer shows the server is done with the call, so an empty target field is final.
+
+    Without one (timeout, dropped connection) or after a gateway timeout REDCap may still be working on
+    the call and write its allocation later; only an Airflow retry, after its delay, reads again.
+    """
+    return not isinstance(err, RedcapConnectionError) and err.status_code != 504
 
 
 def _task_error(err: RedcapError, when: str) -> Exception:

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
 from airflow_provider_redcap._randomization import (
     ModelSelectionError,
     StrataSpec,
+    UnreadableStrataError,
     coerce_records,
     coerce_strata,
     describe_waiting,
@@ -104,7 +105,14 @@ class RedcapStratificationSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        result = self.poke(context)
+        try:
+            result = self.poke(context)
+        except AirflowFailException as err:
+            # This poke runs outside BaseSensorOperator.execute, which would apply these two
+            # (never_fail is not in every Airflow 3 release).
+            if self.soft_fail or getattr(self, "never_fail", False):
+                raise AirflowSkipException(f"Skipping due to soft_fail or never_fail: {err}") from err
+            raise
         if result.is_done:
             return result.xcom_value
         spec = self._spec()
@@ -145,7 +153,10 @@ class RedcapStratificationSensor(BaseSensorOperator):
             return PokeReturnValue(is_done=False)
         except RedcapError as err:
             raise AirflowFailException(f"Cannot check stratification data: {err}") from err
-        status = evaluate_strata(rows, records, spec)
+        try:
+            status = evaluate_strata(rows, records, spec)
+        except UnreadableStrataError as err:
+            raise AirflowFailException(str(err)) from err
         result = {"randomization_id": self._randomization_id(), **status}
         if status["waiting"]:
             self.log.info(

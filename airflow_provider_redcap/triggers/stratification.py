@@ -9,7 +9,12 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_redcap._randomization import StrataSpec, describe_waiting, evaluate_strata
+from airflow_provider_redcap._randomization import (
+    StrataSpec,
+    UnreadableStrataError,
+    describe_waiting,
+    evaluate_strata,
+)
 from airflow_provider_redcap.exceptions import (
     RedcapConnectionError,
     RedcapError,
@@ -92,7 +97,11 @@ class RedcapStratificationTrigger(BaseTrigger):
                 yield TriggerEvent({"status": "error", "message": str(err)})
                 return
             else:
-                status = evaluate_strata(rows, self.records, spec)
+                try:
+                    status = evaluate_strata(rows, self.records, spec)
+                except UnreadableStrataError as err:
+                    yield TriggerEvent({"status": "error", "message": str(err)})
+                    return
                 if not status["waiting"]:
                     yield TriggerEvent(
                         {"status": "success", "result": {"randomization_id": self.randomization_id, **status}}

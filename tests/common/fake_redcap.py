@@ -68,12 +68,16 @@ class FakeRedcap:
     dags: dict[str, str] = field(default_factory=dict)
     calls: list[dict[str, Any]] = field(default_factory=list)
     #: record -> scripted faults for its next randomize calls: "drop_after_commit",
-    #: "error_before_commit", "drop_before_commit", "commit_then_refuse"
+    #: "error_before_commit", "drop_before_commit", "commit_then_refuse", "timeout_still_running"
     faults: dict[str, list[str]] = field(default_factory=dict)
+    #: record -> (rid, value) of a randomize call the client gave up on while REDCap still works on it
+    running: dict[str, tuple[int, str]] = field(default_factory=dict)
     #: content -> number of upcoming requests of that content to fail with HTTP 503
     outages: dict[str, int] = field(default_factory=dict)
     #: contents answered with 403 (no API rights)
     forbidden: set[str] = field(default_factory=set)
+    #: fields REDCap leaves out of exports for this user (De-identified or no-access export rights)
+    unexportable: set[str] = field(default_factory=set)
     #: 1-based numbers of import requests REDCap refuses (HTTP 400, a field error line)
     refused_imports: set[int] = field(default_factory=set)
     committed: list[tuple[int, str, str]] = field(default_factory=list)
@@ -238,6 +242,7 @@ class FakeRedcap:
                 continue
             stored = self.rows[(record, event)]
             names = fields or [m["field_name"] for m in self.metadata]
+            names = [n for n in names if n not in self.unexportable]
             row = {PK: record} if PK in names else {}
             row["redcap_event_name"] = event
             for name in names:
@@ -311,8 +316,16 @@ class FakeRedcap:
         if not model.allocations:
             return "Cannot randomize. No allocations available."
         value, alt = model.allocations.pop(0)
+        if fault == "timeout_still_running":
+            # The client times out; REDCap has passed its checks and writes later, after the next call's.
+            self.running[record] = (rid, value)
+            raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=30)")
         self.add(record, model.target_event, **{model.target_field: value})
         self.committed.append((rid, record, value))
+        if record in self.running:
+            late_rid, late_value = self.running.pop(record)
+            self.add(record, model.target_event, **{model.target_field: late_value})
+            self.committed.append((late_rid, record, late_value))
         if fault == "commit_then_refuse":  # another run randomized it between our read and our call
             return "Cannot randomize. Randomization already completed for record."
         if fault == "drop_after_commit":

@@ -220,3 +220,49 @@ def test_plain_import_is_retried(hook: RedcapHook, requests_mock: Any) -> None:
     result = hook.import_records([{"record_id": "1001", "age": 40}], record_id_field="record_id")
     assert result.record_ids == ("1001",)
     assert requests_mock.call_count == 2
+
+
+# -- the low-level request(): the same safety for calls that are not safe to repeat -----------------------
+
+
+RANDOMIZE_PARAMS = {"action": "randomize", "record": "1001", "randomization_id": 48213}
+AUTO_IMPORT_PARAMS = {"data": json.dumps([{"record_id": "x1"}]), "forceAutoNumber": True}
+
+
+@pytest.mark.parametrize(
+    ("params", "failure"),
+    [
+        (RANDOMIZE_PARAMS, requests.exceptions.ReadTimeout),
+        (RANDOMIZE_PARAMS, None),
+        (AUTO_IMPORT_PARAMS, requests.exceptions.ReadTimeout),
+    ],
+)
+def test_request_never_repeats_an_unsafe_call(
+    hook: RedcapHook, requests_mock: Any, params: dict[str, Any], failure: Any
+) -> None:
+    if failure is None:
+        requests_mock.post(p.API_URL, status_code=502, text=p.GATEWAY_PAGE)
+    else:
+        requests_mock.post(p.API_URL, exc=failure)
+    with pytest.raises((RedcapConnectionError, RedcapServerError)):
+        hook.request("record", **params)
+    assert requests_mock.call_count == 1
+
+
+def test_import_stopped_by_a_garbled_answer_may_have_saved_the_batch(
+    hook: RedcapHook, requests_mock: Any
+) -> None:
+    # REDCap saved the batch, but the 200 answer does not parse: the batch is not known to be unsaved.
+    requests_mock.post(
+        p.API_URL,
+        [
+            {"text": json.dumps(["1001"]), "headers": {"Content-Type": p.JSON}},
+            {"text": '["1002"', "headers": {"Content-Type": p.JSON}},
+        ],
+    )
+    with pytest.raises(RedcapImportError) as info:
+        hook.import_records(
+            [{"record_id": "1001"}, {"record_id": "1002"}], batch_size=1, record_id_field="record_id"
+        )
+    assert info.value.imported_records == ["1001"]
+    assert "may or may not have been saved" in str(info.value)

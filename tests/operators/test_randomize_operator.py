@@ -90,6 +90,21 @@ def test_record_already_holding_a_value_is_existing_and_not_sent(fake: FakeRedca
     assert randomize_calls(fake) == []
 
 
+def test_target_field_the_token_cannot_export_fails_before_any_call(fake: FakeRedcap) -> None:
+    # De-identified export rights drop unvalidated text fields, such as a concealed model's target.
+    fake.add_participant("001001")
+    fake.add("001001", "randomization_arm_1", kit_number="K-1033")
+    fake.unexportable = {"kit_number"}
+
+    with pytest.raises(AirflowFailException) as info:
+        RedcapRandomizeOperator(
+            task_id="r", randomization_id=CONCEALED_RID, record="001001", target_field="kit_number"
+        ).execute(context={})
+
+    assert "kit_number" in str(info.value)
+    assert randomize_calls(fake) == []
+
+
 def test_value_in_another_event_does_not_count(fake: FakeRedcap) -> None:
     fake.add_participant("001001")
     fake.add("001001", "week_4_arm_1", rand_arm="3")  # not the target event
@@ -126,11 +141,10 @@ def test_already_randomized_answer_is_recovered(fake: FakeRedcap) -> None:
     assert randomize_calls(fake) == ["001001"]
 
 
-@pytest.mark.parametrize("fault", ["drop_before_commit", "error_before_commit"])
-def test_lost_answer_with_nothing_committed_is_sent_once_more(fake: FakeRedcap, fault: str) -> None:
+def test_error_answer_with_nothing_committed_is_sent_once_more(fake: FakeRedcap) -> None:
     fake.models[OPEN_RID].allocations = [("2", "R-0001"), ("3", "R-0002")]
     fake.add_participant("001001")
-    fake.faults["001001"] = [fault]
+    fake.faults["001001"] = ["error_before_commit"]
 
     result = open_op(record="001001").execute(context={})
 
@@ -138,6 +152,22 @@ def test_lost_answer_with_nothing_committed_is_sent_once_more(fake: FakeRedcap, 
     assert fake.committed == [(OPEN_RID, "001001", "2")]
     assert result["status"] == "randomized"
     assert result["value"] == "2"
+
+
+@pytest.mark.parametrize("fault", ["timeout_still_running", "drop_before_commit"])
+def test_no_answer_is_not_sent_again_in_the_same_run(fake: FakeRedcap, fault: str) -> None:
+    # Without an answer REDCap may still be working on the call: an empty target field proves nothing.
+    fake.models[OPEN_RID].allocations = [("2", "R-0001"), ("3", "R-0002")]
+    fake.add_participant("001001")
+    fake.faults["001001"] = [fault]
+
+    with pytest.raises(AirflowException) as info:
+        open_op(record="001001").execute(context={})
+
+    assert not isinstance(info.value, AirflowFailException)  # an Airflow retry reads first
+    assert "001001" in str(info.value)
+    assert randomize_calls(fake) == ["001001"]
+    assert len(fake.committed) <= 1
 
 
 def test_lost_answer_without_in_task_retry_leaves_it_to_airflow(fake: FakeRedcap) -> None:

@@ -105,7 +105,9 @@ class TestClassicProject:
         # The model (project.json) is stratified by sex and region, with no DAG grouping.
         put([{"record_id": "1", "sex": "0", "region": "1"}, {"record_id": "2", "sex": "1"}])
 
-        result = RedcapStratificationSensor(task_id="wait", records=["1", "2"], randomization_id=30917).poke({})
+        task = RedcapStratificationSensor(task_id="wait", records=["1", "2"], randomization_id=30917)
+
+        result = task.poke({})
 
         assert result.xcom_value == {
             "randomization_id": 30917,

@@ -137,6 +137,14 @@ def test_transient_error_makes_the_poke_return_false(fake: FakeRedcap) -> None:
     assert task.poke({}).is_done
 
 
+def test_stratum_the_token_cannot_export_fails_at_once(fake: FakeRedcap) -> None:
+    # REDCap drops fields the user may not export; the record would wait for a value it holds.
+    fake.add_participant("001001")
+    fake.unexportable = {"sex"}
+    with pytest.raises(AirflowFailException, match="sex"):
+        sensor(records=["001001"]).poke({})
+
+
 def test_permission_error_fails_at_once(fake: FakeRedcap) -> None:
     fake.forbidden = {"record"}
     with pytest.raises(AirflowFailException, match="permissions"):
@@ -146,6 +154,13 @@ def test_permission_error_fails_at_once(fake: FakeRedcap) -> None:
 def test_permanent_error_respects_soft_fail(fake: FakeRedcap) -> None:
     fake.forbidden = {"metadata"}
     task = sensor(records=["001001"], soft_fail=True, mode="poke")
+    with pytest.raises(AirflowSkipException):
+        task.execute({})
+
+
+def test_permanent_error_respects_soft_fail_when_deferrable(fake: FakeRedcap) -> None:
+    fake.forbidden = {"metadata"}
+    task = sensor(records=["001001"], soft_fail=True, deferrable=True)
     with pytest.raises(AirflowSkipException):
         task.execute({})
 

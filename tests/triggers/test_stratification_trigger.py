@@ -145,3 +145,33 @@ async def test_gives_up_at_end_time(fake: FakeRedcap) -> None:
         "001001": ["age_group (baseline_arm_1)", "data access group"]
     }
     assert len(fake.calls_of("record")) == 1
+
+
+async def test_async_hooks_share_one_throttle_per_server(
+    fake: FakeRedcap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every trigger runs in the one triggerer process: together they must stay under REDCap's IP ban.
+    connection = json.loads(CONNECTION_JSON)
+    connection["extra"]["requests_per_minute"] = 2
+    monkeypatch.setenv("AIRFLOW_CONN_REDCAP_DEFAULT", json.dumps(connection))
+    waits: list[float] = []
+
+    async def record_wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    for _ in range(3):  # three triggers, one poll each, within a minute
+        hook = RedcapAsyncHook()
+        hook._sleep = record_wait
+        await hook.export_records(records=["001001"])
+
+    assert len(fake.calls_of("record")) == 3
+    assert len(waits) == 1
+    assert 50 < waits[0] <= 60  # the third poll waits until the first leaves the 60-second window
+
+
+async def test_stratum_the_token_cannot_export_ends_with_an_error_event(fake: FakeRedcap) -> None:
+    fake.add("001001", "baseline_arm_1", sex="1", age_group="2")
+    fake.unexportable = {"age_group"}
+    event = await anext(trigger(["001001"], end_time=0.0).run())
+    assert event.payload["status"] == "error"
+    assert "age_group" in event.payload["message"]
