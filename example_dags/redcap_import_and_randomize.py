@@ -4,7 +4,7 @@ The first DAG a new user runs (``make demo`` drives it against the local REDCap 
 
 1. ``import_screening`` imports ``data/screening.csv`` (a longitudinal file: one row per participant
    and event, sites as data access groups, a few strata still blank).
-2. ``participant`` is a task group mapped over the imported participants, so a complete record is
+2. ``participant`` is a task group mapped over the imported record ids, so a complete record is
    never held back by an incomplete one. In each copy, ``wait_for_strata`` waits until the record's
    stratification data (sex and age group at baseline, and its site) are complete, then
    ``randomize`` randomizes it in the open model. The wait has a ``timeout`` with ``soft_fail``:
@@ -59,12 +59,6 @@ class ParamTimedStratificationSensor(RedcapStratificationSensor):
         self.poke_interval = float(context["params"]["poke_interval"])
         self.timeout = float(context["params"]["strata_timeout"])
         return super().execute(context)
-
-
-@task
-def participant_ids(imported: list[str]) -> list[str]:
-    """Each participant once: a longitudinal file has several rows (events) per record."""
-    return list(dict.fromkeys(imported))
 
 
 @task_group(group_id="participant")
@@ -189,7 +183,7 @@ def redcap_import_and_randomize() -> None:
     imported = RedcapImportRecordsOperator(
         task_id="import_screening", redcap_conn_id=REDCAP_CONN_ID, path=str(SCREENING_FILE)
     )
-    participants = randomize_participant.expand(record=participant_ids(imported.output))
+    participants = randomize_participant.expand(record=imported.output)
     participants >> [summarize(), fail_run_if_a_task_failed()]
 
 

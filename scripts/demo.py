@@ -266,9 +266,9 @@ class Progress:
             else:
                 staff_note = "site staff at work" if self.all_sensors_poked else "sensors starting"
             status = (
-                f"randomized {self.count('randomize', 'success'):2d}"
-                f"  waiting {self.count('wait_for_strata', 'up_for_reschedule'):2d}"
-                f"  gave up {self.count('wait_for_strata', 'skipped'):2d}  ({staff_note})"
+                f"tasks: randomize done {self.count('randomize', 'success'):2d}"
+                f"  sensors rescheduled {self.count('wait_for_strata', 'up_for_reschedule'):2d}"
+                f"  sensors timed out {self.count('wait_for_strata', 'skipped'):2d}  ({staff_note})"
             )
         line = f"  {elapsed:4.0f}s  {status}"
         if self.out.isatty():

@@ -43,7 +43,6 @@ def test_import_dag_shape(dagbag: DagBag) -> None:
     dag = dagbag.dags["redcap_import_and_randomize"]
     assert set(dag.task_dict) == {
         "import_screening",
-        "participant_ids",
         "participant.wait_for_strata",
         "participant.randomize",
         "summarize",
