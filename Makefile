@@ -16,7 +16,7 @@ help:
 	@echo "make demo   - run the example DAG end to end against the local REDCap emulator"
 	@echo "make test   - run the whole test suite"
 	@echo "make lint   - ruff check, format check and mypy"
-	@echo "make bench  - print emulator and hook throughput figures"
+	@echo "make bench  - print emulator and hook throughput and memory figures"
 
 $(INSTALLED): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,7 @@ format: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/emulator_throughput.py
+	$(BIN)/python benchmarks/hook_import_export.py
 
 constraints: $(INSTALLED)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -iv '^airflow-provider-redcap' > $(CONSTRAINTS).new
