@@ -17,7 +17,11 @@ from airflow_provider_redcap.models import RandomizationModel, StratumField
 EVENT_COLUMN = "redcap_event_name"
 DAG_COLUMN = "redcap_data_access_group"
 NO_DAG = "data access group"
-NOT_FOUND = "record not found"
+#: Log format (one ``%s``: the record ids) for records that no export returned.
+NOT_FOUND_WARNING = (
+    "Record(s) not found in REDCap: %s. They do not exist (yet), or lie in a data access group the "
+    "token's user cannot see; still waiting for them."
+)
 
 
 class ModelSelectionError(ValueError):
@@ -165,14 +169,27 @@ class StrataSpec:
         )
 
 
+def absent_records(rows: Iterable[Mapping[str, Any]], records: Sequence[str], spec: StrataSpec) -> list[str]:
+    """The ``records`` no export row names, in order.
+
+    After an export filtered to the strata events these may still exist in other events: export them
+    again without the events filter before calling them not found.
+    """
+    present = {str(row.get(spec.record_id_field, "")) for row in rows}
+    return [record for record in records if record not in present]
+
+
 def evaluate_strata(
     rows: Iterable[Mapping[str, Any]], records: Sequence[str], spec: StrataSpec
 ) -> dict[str, Any]:
-    """Per-record status from one export of the strata.
+    """Per-record status from the export of the strata.
 
-    :return: ``{"complete": [record, ...], "waiting": {record: [missing, ...]}}`` in the order of
-        ``records``; a missing item is ``"field (event)"``, ``"data access group"`` or
-        ``"record not found"`` (``"record not found in <events>"`` when only the strata events are read).
+    :param rows: export rows of ``spec.export_fields``; a record counts as not found only when no row
+        names it, so rows must cover every event for records absent from the strata events.
+    :return: ``{"complete": [record, ...], "waiting": {record: [missing, ...]}, "not_found": [record,
+        ...]}`` in the order of ``records``; a missing item is ``"field (event)"`` or
+        ``"data access group"``. Not found: the record does not exist, or the token's user cannot see
+        it (another data access group).
     :raises UnreadableStrataError: a stratum column is absent (flat exports hold every requested
         column, blank or not, so REDCap removed it); waiting could never end.
     """
@@ -198,12 +215,10 @@ def evaluate_strata(
     dag_visible = not rows or any(DAG_COLUMN in row for row in rows)
     complete: list[str] = []
     waiting: dict[str, list[str]] = {}
-    events = spec.export_events
-    # With an events filter REDCap leaves out records that have no data in those events yet.
-    not_found = f"{NOT_FOUND} in {', '.join(events)}" if events else NOT_FOUND
+    not_found: list[str] = []
     for record in records:
         if record not in found:
-            waiting[record] = [not_found]
+            not_found.append(record)
             continue
         missing = [str(s) for s in spec.strata if s not in found[record]]
         if spec.group_by_dag and dag_visible and DAG_COLUMN not in found[record]:
@@ -212,11 +227,17 @@ def evaluate_strata(
             waiting[record] = missing
         else:
             complete.append(record)
-    return {"complete": complete, "waiting": waiting}
+    return {"complete": complete, "waiting": waiting, "not_found": not_found}
+
+
+def describe_records(records: Sequence[str], limit: int = 50) -> str:
+    """``"001003, 001004"``, shortened after ``limit`` ids."""
+    shown = ", ".join(records[:limit])
+    return shown + (f", ... and {len(records) - limit} more" if len(records) > limit else "")
 
 
 def describe_waiting(waiting: Mapping[str, Sequence[str]], limit: int = 50) -> str:
-    """``"001002 (sex (baseline_arm_1), data access group); 001003 (record not found)"``."""
+    """``"001002 (sex (baseline_arm_1), data access group); 001003 (age_group (baseline_arm_1))"``."""
     items = [f"{record} ({', '.join(missing)})" for record, missing in waiting.items()]
     shown = "; ".join(items[:limit])
     return shown + (f"; ... and {len(items) - limit} more" if len(items) > limit else "")

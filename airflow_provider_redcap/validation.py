@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import functools
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -321,6 +322,13 @@ def find_problems(
             )
         elif not record.strip():
             report(schema.record_id_field, record, f"row {index}: the record id is blank")
+        elif invisible := invisible_characters(record):
+            # REDCap would store them as part of the id: a record that looks like another but is not.
+            report(
+                schema.record_id_field,
+                record,
+                f"row {index}: the record id contains invisible character(s) {invisible}; remove them",
+            )
         _check_event(row, schema, report)
         _check_repeat(row, schema, report)
         for column in row:
@@ -414,7 +422,7 @@ def _check_column(
         elif known is not None:
             report(column, value, f"{known.field_type} fields hold no data and cannot be imported")
         else:
-            report(column, value, "not a field of this project")
+            report(column, value, _unknown_column(column, schema))
         return
     form = complete_form if complete_form is not None else info.form  # type: ignore[union-attr]
     if value and schema.longitudinal and schema.form_events is not None:
@@ -526,6 +534,22 @@ def _check_date(column: str, value: str, validation: str, report: Any, *, date_f
         datetime.date(parts["y"], parts["m"], parts["d"])
     except ValueError as err:
         report(column, value, f"{hint}: {err}")
+
+
+def invisible_characters(text: str) -> str:
+    """``"U+FEFF (ZERO WIDTH NO-BREAK SPACE)"`` for each distinct control/format character, else ``""``."""
+    found = dict.fromkeys(c for c in text if unicodedata.category(c) in ("Cc", "Cf"))
+    return ", ".join(f"U+{ord(c):04X} ({unicodedata.name(c, 'control character')})" for c in found)
+
+
+def _unknown_column(column: str, schema: ImportSchema) -> str:
+    base, sep, code = column.rpartition("___")
+    checkbox = schema.fields.get(base) if sep else None
+    if checkbox is not None and checkbox.field_type == "checkbox":
+        return f"checkbox field {base!r} has no choice {code!r} (choices: {', '.join(checkbox.choices)})"
+    if invisible := invisible_characters(column):
+        return f"not a field of this project: the column name contains invisible character(s) {invisible}"
+    return "not a field of this project"
 
 
 def _append_problem(

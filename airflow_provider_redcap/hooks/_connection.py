@@ -86,7 +86,8 @@ def validate_api_url(host: str | None, *, schema: str | None = None, port: int |
 
     ``host`` should be the full URL. For URI-style connections, where Airflow splits
     ``redcap://:TOKEN@redcap.example.org/api/`` into host ``redcap.example.org`` and schema ``api/``,
-    a scheme-less host is rebuilt as ``https://host[:port]/schema``.
+    a scheme-less host is rebuilt as ``https://host[:port]/schema`` (a path in the host wins over
+    ``schema``). ``port`` goes into the URL when the URL names none.
     """
     raw = (host or "").strip()
     if not raw:
@@ -95,9 +96,9 @@ def validate_api_url(host: str | None, *, schema: str | None = None, port: int |
             "https://redcap.example.org/api/."
         )
     if "://" not in raw:
-        netloc = f"{raw}:{port}" if port else raw
-        path = (schema or "").strip().strip("/")
-        raw = f"https://{netloc}/{path}" if path else f"https://{netloc}/"
+        netloc, slash, host_path = raw.partition("/")
+        path = host_path if slash else (schema or "").strip().lstrip("/")
+        raw = f"https://{netloc}/{path}"
     parts = urlsplit(raw)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
@@ -111,10 +112,22 @@ def validate_api_url(host: str | None, *, schema: str | None = None, port: int |
         )
     if parts.query or parts.fragment:
         raise RedcapConfigurationError("The REDCap API URL must not have a query string or fragment.")
+    netloc = parts.netloc
+    try:
+        url_port = parts.port
+    except ValueError:
+        raise RedcapConfigurationError(f"The REDCap API URL has an invalid port: {netloc!r}.") from None
+    if port and url_port is None:
+        netloc = f"{netloc}:{port}"
+    elif port and url_port != port:
+        raise RedcapConfigurationError(
+            f"The REDCap API URL says port {url_port} but the connection's port field says {port}; "
+            "remove one."
+        )
     path = parts.path or "/"
     versioned = _VERSIONED_API_RE.match(path)
     if versioned:
-        right = urlunsplit((scheme, parts.netloc, versioned.group("prefix") + "/api/", "", ""))
+        right = urlunsplit((scheme, netloc, versioned.group("prefix") + "/api/", "", ""))
         raise RedcapConfigurationError(
             f"The URL points at REDCap's versioned API documentation folder ({path}); the API "
             f"endpoint is the lowercase .../api/ folder: {right}"
@@ -127,7 +140,21 @@ def validate_api_url(host: str | None, *, schema: str | None = None, port: int |
         )
     if not path.endswith("/"):
         path += "/"
-    return urlunsplit((scheme, parts.netloc, path, "", ""))
+    return urlunsplit((scheme, netloc, path, "", ""))
+
+
+def api_url_warning(url: str) -> str | None:
+    """A warning for an API URL whose path does not end in ``/api/``, else ``None``.
+
+    Not an error: a proxy may rewrite paths. But a REDCap base URL answers the API's POST with 501.
+    """
+    if urlsplit(url).path.rstrip("/").lower().endswith("/api"):
+        return None
+    return (
+        f"The REDCap API URL {url} does not end in /api/; REDCap's API answers at "
+        "https://<server>/<redcap folder>/api/ (other paths typically answer HTTP 501). Check the "
+        "connection's host unless a proxy rewrites the path."
+    )
 
 
 def validate_token(password: str | None) -> str:

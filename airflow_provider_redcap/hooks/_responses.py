@@ -101,6 +101,18 @@ def excerpt(text: str, limit: int = EXCERPT_LENGTH) -> str:
     return collapsed if len(collapsed) <= limit else collapsed[: limit - 1].rstrip() + "…"
 
 
+#: OpenSSL's words for a handshake answered by something that is not TLS (plain http, usually).
+_NOT_TLS_MARKERS = ("wrong_version_number", "wrong version number", "record layer failure", "http_request")
+
+
+def tls_hint(error_text: str) -> str:
+    """What to check after a TLS failure: the URL when the server does not speak TLS, else the CA."""
+    lowered = error_text.lower()
+    if any(marker in lowered for marker in _NOT_TLS_MARKERS):
+        return "It looks like the server does not answer https on this port; check the URL's scheme and port."
+    return "Check the connection's verify_ssl / ca_bundle extras."
+
+
 def looks_like_html(response: RawResponse) -> bool:
     """Whether the body is a web page (login, maintenance, firewall) rather than API output."""
     head = response.text.lstrip()[:1024].lower()
@@ -192,8 +204,12 @@ def status_error(response: RawResponse, *, content: str, action: str | None = No
         return _redirect_error(response, what)
     if status >= 500 or status == 408:
         detail = excerpt(response.text) if looks_like_html(response) else error_message(response)
+        # REDCap sends 501 only for a request that is not a POST to its API folder: a wrong URL.
+        hint = " REDCap's API URL ends in /api/ - check the connection's host." if status == 501 else ""
         return RedcapServerError(
-            f"REDCap server error HTTP {status} ({what}): {detail}", status_code=status, redcap_message=detail
+            f"REDCap server error HTTP {status} ({what}): {detail}{hint}",
+            status_code=status,
+            redcap_message=detail,
         )
     if looks_like_html(response):
         return _html_error(response, what)

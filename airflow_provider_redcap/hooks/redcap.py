@@ -29,7 +29,12 @@ from airflow_provider_redcap.exceptions import (
     RedcapValidationError,
 )
 from airflow_provider_redcap.exceptions import RedcapFieldError as _FieldError
-from airflow_provider_redcap.hooks._connection import RedcapSettings, settings_from_connection, unknown_extras
+from airflow_provider_redcap.hooks._connection import (
+    RedcapSettings,
+    api_url_warning,
+    settings_from_connection,
+    unknown_extras,
+)
 from airflow_provider_redcap.hooks._params import build_form, encode_value
 from airflow_provider_redcap.hooks._project_xml import parse_randomization_models
 from airflow_provider_redcap.hooks._responses import (
@@ -45,6 +50,7 @@ from airflow_provider_redcap.hooks._responses import (
     parse_text,
     parse_version,
     should_retry,
+    tls_hint,
 )
 from airflow_provider_redcap.hooks._throttle import Throttle
 from airflow_provider_redcap.models import ImportResult, RandomizationModel, RandomizationResult
@@ -168,6 +174,8 @@ class RedcapHook(BaseHook):
             ignored = unknown_extras(conn.extra_dejson)
             if ignored:
                 self.log.warning("Connection %s: ignoring unknown extras %s", self.redcap_conn_id, ignored)
+            if warning := api_url_warning(settings.url):
+                self.log.warning("Connection %s: %s", self.redcap_conn_id, warning)
             self._settings = settings
         return self._settings
 
@@ -223,8 +231,8 @@ class RedcapHook(BaseHook):
             text = _decode(response)
         except SSLError as exc:
             raise RedcapConnectionError(
-                f"TLS failure talking to REDCap at {settings.url} ({what}): {self._redact(exc)}. Check the "
-                "connection's verify_ssl / ca_bundle extras.",
+                f"TLS failure talking to REDCap at {settings.url} ({what}): {self._redact(exc)}. "
+                + tls_hint(str(exc)),
                 may_have_reached_server=False,
             ) from exc
         except RequestException as exc:
@@ -438,7 +446,7 @@ class RedcapHook(BaseHook):
         export_data_access_groups: bool = False,
         batch_size: int | None = None,
         *,
-        on_missing: Literal["warn", "raise"] = "warn",
+        on_missing: Literal["warn", "raise", "ignore"] = "warn",
     ) -> list[dict[str, Any]]:
         """Export flat records as a list of dicts. Parameters as in :meth:`iter_records`."""
         return list(
@@ -466,7 +474,7 @@ class RedcapHook(BaseHook):
         export_data_access_groups: bool = False,
         batch_size: int | None = None,
         *,
-        on_missing: Literal["warn", "raise"] = "warn",
+        on_missing: Literal["warn", "raise", "ignore"] = "warn",
     ) -> Iterator[dict[str, Any]]:
         """Export flat records, batch by batch (all rows of a record are in the same batch).
 
@@ -474,7 +482,8 @@ class RedcapHook(BaseHook):
         ``events`` and ``filter_logic``). Requested ``records`` that do not come back (checked when
         there is no ``filter_logic``, which legitimately drops records) are reported: ``on_missing=
         "warn"`` logs a warning naming them and keeps them in :attr:`last_missing_records`;
-        ``"raise"`` raises :class:`RedcapMissingRecordsError`. To check this the record id field is
+        ``"raise"`` raises :class:`RedcapMissingRecordsError`; ``"ignore"`` only keeps them (for
+        callers that report them themselves). To check this the record id field is
         added to ``fields`` when ``fields`` or ``forms`` are given.
 
         :param records: record ids; ``None`` for all.
@@ -535,7 +544,8 @@ class RedcapHook(BaseHook):
         )
         if on_missing == "raise":
             raise RedcapMissingRecordsError(message, records=missing)
-        self.log.warning("%s", message)
+        if on_missing == "warn":
+            self.log.warning("%s", message)
 
     def _export_batch(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows = self._json_list("record", **params)

@@ -9,6 +9,7 @@ may run more than once, so it must never change anything in REDCap.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from asgiref.sync import sync_to_async
 from airflow_provider_redcap.exceptions import RedcapConnectionError, RedcapError
 from airflow_provider_redcap.hooks._connection import RedcapSettings, settings_from_connection
 from airflow_provider_redcap.hooks._params import build_form
-from airflow_provider_redcap.hooks._responses import RawResponse, classify_response, expect_list
+from airflow_provider_redcap.hooks._responses import RawResponse, classify_response, expect_list, tls_hint
 from airflow_provider_redcap.hooks._throttle import Throttle
 
 #: One throttle per API URL and limit for the whole process: every trigger of a triggerer shares it,
@@ -114,8 +115,11 @@ class RedcapAsyncHook(BaseHook):
             ) as client:
                 response = await client.post(settings.url, data=form)
         except httpx.ConnectError as err:
+            # httpx reports a failed TLS handshake as a ConnectError too.
+            tls = _ssl_cause(err)
+            hint = f" TLS failure: {tls}. {tls_hint(str(tls))}" if tls else ""
             raise RedcapConnectionError(
-                f"Could not connect to REDCap at {settings.url}: {type(err).__name__}",
+                f"Could not connect to REDCap at {settings.url}: {type(err).__name__}.{hint}",
                 may_have_reached_server=False,
             ) from None
         except httpx.HTTPError as err:
@@ -148,6 +152,16 @@ class RedcapAsyncHook(BaseHook):
             exportDataAccessGroups=True if export_data_access_groups else None,
         )
         return expect_list(data, content="record")
+
+
+def _ssl_cause(err: BaseException) -> ssl.SSLError | None:
+    """The ``ssl.SSLError`` behind an httpx error, if a TLS handshake is what failed."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _proxy(settings: RedcapSettings) -> str | None:

@@ -6,6 +6,7 @@ import ast
 import csv
 import io
 import json
+import logging
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +27,8 @@ from airflow_provider_redcap.validation import ImportSchema, normalize_rows, val
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+log = logging.getLogger(__name__)
 
 #: XCom key of the ``{supplied id: new id}`` mapping pushed with ``force_auto_number``.
 AUTO_IDS_XCOM_KEY = "auto_ids"
@@ -192,10 +195,18 @@ def _read_csv(text: str, path: Path) -> list[dict[str, str]]:
     if header is None:
         return []
     header = [h.strip() for h in header]
-    duplicates = sorted({h for h in header if header.count(h) > 1})
+    if len(header) == 1 and (delimiter := next((d for d in (";", "\t") if d in header[0]), None)):
+        kind = "tab" if delimiter == "\t" else "';'"
+        raise ValueError(
+            f"{path}: the header is a single column, {header[0][:80]!r}: the file seems to be "
+            f"{kind}-delimited; CSV with commas is expected (save it again as comma-separated CSV)"
+        )
+    duplicates = sorted({h for h in header if h and header.count(h) > 1})
     if duplicates:
         raise ValueError(f"{path}: duplicate column(s) in the header: {', '.join(duplicates)}")
+    unnamed = [i for i, h in enumerate(header) if not h]
     rows: list[dict[str, str]] = []
+    filled: set[int] = set()
     for values in reader:
         if not values or (len(values) == 1 and not values[0]):
             continue  # blank line
@@ -203,7 +214,20 @@ def _read_csv(text: str, path: Path) -> list[dict[str, str]]:
             raise ValueError(
                 f"{path}: line {reader.line_num} has {len(values)} value(s) but the header has {len(header)}"
             )
+        filled.update(i for i in unnamed if values[i].strip())
         rows.append(dict(zip(header, values, strict=True)))
+    if filled:
+        positions = ", ".join(str(i + 1) for i in sorted(filled))
+        which = f"columns {positions} have" if len(filled) > 1 else f"column {positions} has"
+        raise ValueError(
+            f"{path}: {which} an empty header cell but hold(s) values; name the column(s) in the header "
+            "or delete them"
+        )
+    if unnamed:
+        # Spreadsheets save formatted but empty columns as trailing ",,": nothing to import there.
+        log.info("%s: dropped %d empty column(s) with an empty header cell.", path, len(unnamed))
+        for row in rows:
+            row.pop("", None)
     return rows
 
 
@@ -216,7 +240,7 @@ def _fail_import(err: RedcapError, *, auto_numbered: bool) -> NoReturn:
     """
     if isinstance(err, RedcapImportError):
         message = (
-            f"REDCap import stopped: {err.message} Saved {len(err.imported_records)} record(s): "
+            f"REDCap import stopped: {_sentence(err.message)}\nSaved {len(err.imported_records)} record(s): "
             f"{_ids(err.imported_records)}. Not saved: {_ids(err.pending_records)}."
         )
         cause = err.__cause__
@@ -230,6 +254,12 @@ def _fail_import(err: RedcapError, *, auto_numbered: bool) -> NoReturn:
     if getattr(cause, "retryable", False) and not isinstance(cause, RedcapValidationError):
         raise AirflowException(message) from err
     raise AirflowFailException(message) from err
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending in a full stop: REDCap's messages often have none."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?", ":")) else text + "."
 
 
 def _parse_rendered(text: str) -> Any:

@@ -29,6 +29,7 @@ from airflow_provider_redcap.exceptions import (
 )
 from airflow_provider_redcap.hooks.redcap import RedcapHook
 from airflow_provider_redcap.links.redcap import RECORD_URL_XCOM_KEY, RedcapRecordLink, record_url
+from airflow_provider_redcap.models import RandomizationResult
 from airflow_provider_redcap.validation import parse_choices
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ PARTIAL_RESULTS_XCOM_KEY = "partial_results"
 STATUS_RANDOMIZED = "randomized"
 STATUS_EXISTING = "existing"
 STATUS_RECOVERED = "recovered"
+#: REDCap allocated the record into another field than ``target_field``: the pairing is wrong.
+STATUS_OTHER_TARGET = "randomized_other_target"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class _Target:
     longitudinal: bool
     concealed: bool
     labels: Mapping[str, str]
+    text_fields: frozenset[str]  # a text target means a concealed model
+    other_targets: Mapping[str, str | None]  # the project's other model targets -> their events
 
 
 @dataclass
@@ -71,6 +76,8 @@ class _Run:
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # retrying cannot help
     unsettled: dict[str, str] = field(default_factory=dict)  # an Airflow retry may help
+    halt: str | None = None  # why no further randomize call may be sent (a wrong pairing)
+    alarm: str | None = None  # shown first in the failure message
 
 
 class RedcapRandomizeOperator(BaseOperator):
@@ -96,6 +103,12 @@ class RedcapRandomizeOperator(BaseOperator):
     ``fail_fast``). Records whose outcome stays unknown fail the task with a retryable error instead.
     The successes are pushed to XCom under ``partial_results`` before the task fails.
 
+    ``randomization_id`` and ``target_field`` must belong to the same model; REDCap cannot be asked
+    beforehand. When REDCap's answer names another target field, the record WAS randomized in that
+    model (irreversibly): the task stops at once, whatever ``fail_fast`` says, and fails without
+    retries; that allocation is in ``partial_results`` with status ``randomized_other_target`` and the
+    field it went into. "Already randomized" with an empty target field stops the task the same way.
+
     :param randomization_id: the model's id (REDCap has no default); an int or a numeric string.
     :param record: one record id; the task then returns one dict.
     :param records: record ids (a list, or a single id); the task then returns a list of dicts.
@@ -107,7 +120,7 @@ class RedcapRandomizeOperator(BaseOperator):
     :param redcap_conn_id: the REDCap connection.
     :return: per record ``{"record", "randomization_id", "target_field", "target_event", "value",
         "label", "alternate_value", "concealed", "status"}``; ``status`` is ``randomized``,
-        ``existing`` or ``recovered``.
+        ``existing`` or ``recovered`` (``randomized_other_target`` appears only in ``partial_results``).
     """
 
     template_fields: Sequence[str] = (
@@ -186,7 +199,11 @@ class RedcapRandomizeOperator(BaseOperator):
                     else:
                         self._settle(run, target, rid, later, held[later], None, STATUS_EXISTING)
                 break
-        if unconfirmed:
+        if unconfirmed and run.halt:
+            # Every randomize call of this task may land in the wrong model: send nothing more.
+            for record, cause in unconfirmed.items():
+                run.refused[record] = _not_resent(cause, run.halt)
+        elif unconfirmed:
             self._recover(run, target, rid, unconfirmed)
         results = [run.results[r] for r in ids if r in run.results]
         if run.refused or run.unsettled:
@@ -203,7 +220,18 @@ class RedcapRandomizeOperator(BaseOperator):
             result = self.hook.randomize_record(record, rid, return_alt=self.return_alt)
         except RedcapAlreadyRandomizedError as err:
             self.log.warning("Record %s: REDCap says it is already randomized; reading its value.", record)
-            return err
+            # Read now, not after the loop: an empty target means the guard watches the wrong field,
+            # and every further call could burn an allocation.
+            try:
+                held = self._read_targets([record], target)
+            except RedcapError:
+                return err
+            if record in held:
+                self._settle(run, target, rid, record, held[record], None, STATUS_RECOVERED)
+                return "done"
+            run.refused[record] = _already_randomized_elsewhere(record, rid, target)
+            run.halt = f"record {record} suggests randomization_id and target_field do not belong together"
+            return "stop"
         except AMBIGUOUS_ERRORS as err:
             self.log.warning("Record %s: the randomize answer was lost (%s); reading its value.", record, err)
             return err
@@ -215,11 +243,9 @@ class RedcapRandomizeOperator(BaseOperator):
             self.log.error("Record %s: %s", record, err.message)
             return "refused"
         if result.target_field and result.target_field != target.field:
-            # The read-before-write guard watched the wrong field: say so loudly and stop.
-            run.refused[record] = (
-                f"randomization {rid} allocated into field {result.target_field!r}, but the task reads "
-                f"{target.field!r}: set target_field={result.target_field!r}"
-            )
+            # The read-before-write guard watched the wrong field: every further call would burn
+            # another allocation in the wrong model, so stop whatever fail_fast says.
+            self._wrong_target(run, target, rid, record, result)
             return "stop"
         concealed = target.concealed or result.concealed
         alternate = None if concealed else result.alternate_value
@@ -238,10 +264,9 @@ class RedcapRandomizeOperator(BaseOperator):
             if record in held:
                 self._settle(run, target, rid, record, held[record], None, STATUS_RECOVERED)
             elif isinstance(cause, RedcapAlreadyRandomizedError):
-                run.refused[record] = (
-                    f"REDCap says the record is already randomized in {rid}, but its target field "
-                    f"{target.field!r} is empty (erased, or randomized in another project status)"
-                )
+                run.refused[record] = _already_randomized_elsewhere(record, rid, target)
+            elif run.halt:
+                run.refused[record] = _not_resent(cause, run.halt)
             elif not _request_ended(cause):
                 run.unsettled[record] = (
                     f"outcome unknown: {cause.message} (the target field is empty so far, but REDCap may "
@@ -302,14 +327,55 @@ class RedcapRandomizeOperator(BaseOperator):
             extra = f", randomization number {alternate}" if alternate else ""
             self.log.info("Record %s: %s, allocated %s%s.", record, status, shown, extra)
 
+    def _wrong_target(
+        self, run: _Run, target: _Target, rid: int, record: str, result: RandomizationResult
+    ) -> None:
+        """Record an allocation REDCap made into another field than ``target_field``."""
+        other = result.target_field
+        concealed = result.concealed or other in target.text_fields
+        alternate = None if concealed else result.alternate_value
+        run.halt = (
+            f"randomization {rid} allocates into {other!r}: look at that field for this record in REDCap"
+        )
+        run.results[record] = {
+            "record": record,
+            "randomization_id": rid,
+            "target_field": other,
+            "target_event": target.other_targets.get(other),
+            "value": result.value,
+            "label": None,
+            "alternate_value": alternate,
+            "concealed": concealed,
+            "status": STATUS_OTHER_TARGET,
+        }
+        if concealed:
+            shown = f"randomization number {result.value!r}"
+        else:
+            shown = f"value {result.value!r}" + (
+                f" (randomization number {alternate!r})" if alternate else ""
+            )
+        run.alarm = (
+            f"RECORD {record} WAS RANDOMIZED in randomization {rid}: REDCap wrote {shown} into field "
+            f"{other!r}, not into target_field {target.field!r}. This allocation is irreversible; only a "
+            f"REDCap administrator can undo it. randomization_id={rid} and target_field={target.field!r} "
+            f"do not belong together: randomization {rid} allocates into {other!r}. The task sent no "
+            "further randomize call. Before running it again, set target_field="
+            f"{other!r} if {rid} is the model you mean, or else the randomization_id of the model that "
+            f"targets {target.field!r}."
+        )
+        run.refused[record] = f"randomized into {other!r}, not {target.field!r} (see above)"
+        self.log.error("%s", run.alarm)
+
     def _fail(self, ti: Any, run: _Run, results: list[dict[str, Any]]) -> None:
         if ti is not None:
             ti.xcom_push(key=PARTIAL_RESULTS_XCOM_KEY, value=results)
-        lines = [f"{len(results)} record(s) done; {len(run.refused) + len(run.unsettled)} not:"]
+        done = sum(1 for r in results if r["status"] != STATUS_OTHER_TARGET)
+        lines = [run.alarm, ""] if run.alarm else []
+        lines += [f"{done} record(s) done; {len(run.refused) + len(run.unsettled)} not:"]
         lines += [f"  - {record}: {reason}" for record, reason in run.refused.items()]
         lines += [f"  - {record}: {reason}" for record, reason in run.unsettled.items()]
         message = "\n".join(lines)
-        if run.unsettled:
+        if run.unsettled and not run.halt:
             # The read-before-write makes an Airflow retry safe, and it may settle these records.
             raise AirflowException(message)
         raise AirflowFailException(message)
@@ -380,6 +446,14 @@ class RedcapRandomizeOperator(BaseOperator):
             longitudinal=longitudinal,
             concealed=concealed,
             labels=labels,
+            text_fields=frozenset(
+                str(r.get("field_name")) for r in metadata if r.get("field_type") == "text"
+            ),
+            other_targets={
+                m.target_field: m.target_event if longitudinal else None
+                for m in models
+                if m.target_field != field_name
+            },
         )
 
     def _read_targets(self, ids: list[str], target: _Target) -> dict[str, str]:
@@ -402,6 +476,23 @@ class RedcapRandomizeOperator(BaseOperator):
             if value not in (None, ""):
                 held.setdefault(str(row.get(target.record_id_field)), str(value))
         return held
+
+
+def _already_randomized_elsewhere(record: str, rid: int, target: _Target) -> str:
+    """Why REDCap can say "already randomized" while the target field is empty."""
+    others = ", ".join(f"{f} @ {e}" if e else f for f, e in target.other_targets.items())
+    return (
+        f"REDCap says record {record} is already randomized in randomization {rid}, but target_field "
+        f"{target.field!r} is empty: the allocation most likely sits in another field, i.e. "
+        f"randomization_id={rid} and target_field={target.field!r} do not belong together"
+        + (f" (the project's other randomization targets: {others})" if others else "")
+        + ". Only a REDCap administrator can undo an allocation made in the wrong model. (Less likely: "
+        "the value was erased, or the record was randomized in another project status.)"
+    )
+
+
+def _not_resent(cause: RedcapError, halt: str) -> str:
+    return f"outcome unknown ({cause.message}); not re-sent, since {halt}"
 
 
 def _request_ended(err: RedcapError) -> bool:

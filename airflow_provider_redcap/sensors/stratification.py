@@ -13,11 +13,14 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
 from airflow_provider_redcap._randomization import (
+    NOT_FOUND_WARNING,
     ModelSelectionError,
     StrataSpec,
     UnreadableStrataError,
+    absent_records,
     coerce_records,
     coerce_strata,
+    describe_records,
     describe_waiting,
     evaluate_strata,
     select_model,
@@ -44,8 +47,11 @@ class RedcapStratificationSensor(BaseSensorOperator):
 
     The strata (fields with their events, and grouping by data access group) are read from the
     project's randomization models, or given with ``strata`` and ``group_by_dag``. Each poke is one
-    Export Records call for all ``records``. A value counts as missing only when blank (``"0"`` is a
-    value); a record that does not exist yet counts as waiting.
+    Export Records call for all ``records`` (plus one over all events for records with no data in the
+    strata events, to tell them from records that do not exist). A value counts as missing only when
+    blank (``"0"`` is a value). A record that is not found is still waited for (it may be created
+    later, or lie in a data access group the token's user cannot see), but is logged as a warning and
+    listed under ``not_found`` instead of ``waiting``.
 
     Works with dynamic task mapping: ``.partial(...).expand(records=[...])`` with one id (or one list
     of ids) per mapped task.
@@ -60,7 +66,8 @@ class RedcapStratificationSensor(BaseSensorOperator):
     :param group_by_dag: with explicit ``strata``, also require a data access group.
     :param deferrable: hand the wait to :class:`RedcapStratificationTrigger` (needs a triggerer).
     :param redcap_conn_id: the REDCap connection.
-    :return: ``{"randomization_id", "complete": [ids], "waiting": {}}`` once every record is complete.
+    :return: ``{"randomization_id", "complete": [ids], "waiting": {}, "not_found": []}`` once every
+        record is complete; while waiting, ``waiting`` maps records to their missing strata.
     """
 
     template_fields: Sequence[str] = (
@@ -147,7 +154,17 @@ class RedcapStratificationSensor(BaseSensorOperator):
                 fields=spec.export_fields,
                 events=spec.export_events,
                 export_data_access_groups=spec.group_by_dag,
+                on_missing="ignore",  # reported below, apart from the records waiting for strata
             )
+            absent = absent_records(rows, records, spec) if spec.export_events else []
+            if absent:
+                # Records with no data in the strata events may exist in others: look in all.
+                rows += self.hook.export_records(
+                    records=absent,
+                    fields=spec.export_fields,
+                    export_data_access_groups=spec.group_by_dag,
+                    on_missing="ignore",
+                )
         except TRANSIENT_ERRORS as err:
             self.log.warning("REDCap is not answering properly; will poke again: %s", err)
             return PokeReturnValue(is_done=False)
@@ -158,6 +175,8 @@ class RedcapStratificationSensor(BaseSensorOperator):
         except UnreadableStrataError as err:
             raise AirflowFailException(str(err)) from err
         result = {"randomization_id": self._randomization_id(), **status}
+        if status["not_found"]:
+            self.log.warning(NOT_FOUND_WARNING, describe_records(status["not_found"]))
         if status["waiting"]:
             self.log.info(
                 "%d of %d record(s) complete; waiting for: %s",
@@ -165,6 +184,7 @@ class RedcapStratificationSensor(BaseSensorOperator):
                 len(records),
                 describe_waiting(status["waiting"]),
             )
+        if status["waiting"] or status["not_found"]:
             return PokeReturnValue(is_done=False, xcom_value=result)
         self.log.info("All %d record(s) hold their stratification data.", len(records))
         return PokeReturnValue(is_done=True, xcom_value=result)

@@ -10,8 +10,11 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_redcap._randomization import (
+    NOT_FOUND_WARNING,
     StrataSpec,
     UnreadableStrataError,
+    absent_records,
+    describe_records,
     describe_waiting,
     evaluate_strata,
 )
@@ -40,7 +43,8 @@ class RedcapStratificationTrigger(BaseTrigger):
     :param end_time: Unix time after which the trigger gives up with a ``timeout`` event. The deferral's
         own timeout does the same in a deployment; this also bounds runs that do not enforce it
         (``dag.test()`` runs triggers inline without a timeout).
-    :return: a ``TriggerEvent`` ``{"status": "success", "result": {...}}`` (the sensor's XCom shape),
+    :return: a ``TriggerEvent`` ``{"status": "success", "result": {...}}`` (the sensor's XCom shape,
+        with ``not_found`` records polled like waiting ones),
         ``{"status": "error", "message": ...}`` for a permanent error, or
         ``{"status": "timeout", "message": ..., "result": {...}}``.
     """
@@ -91,6 +95,12 @@ class RedcapStratificationTrigger(BaseTrigger):
                     events=spec.export_events,
                     export_data_access_groups=spec.group_by_dag,
                 )
+                absent = absent_records(rows, self.records, spec) if spec.export_events else []
+                if absent:
+                    # Records with no data in the strata events may exist in others: look in all.
+                    rows += await hook.export_records(
+                        records=absent, fields=spec.export_fields, export_data_access_groups=spec.group_by_dag
+                    )
             except _TRANSIENT as err:
                 self.log.warning("REDCap is not answering properly; will poll again: %s", err)
             except RedcapError as err:
@@ -102,27 +112,38 @@ class RedcapStratificationTrigger(BaseTrigger):
                 except UnreadableStrataError as err:
                     yield TriggerEvent({"status": "error", "message": str(err)})
                     return
-                if not status["waiting"]:
+                if not status["waiting"] and not status["not_found"]:
                     yield TriggerEvent(
                         {"status": "success", "result": {"randomization_id": self.randomization_id, **status}}
                     )
                     return
-                self.log.info(
-                    "%d of %d record(s) complete; waiting for: %s",
-                    len(status["complete"]),
-                    len(self.records),
-                    describe_waiting(status["waiting"]),
-                )
+                if status["not_found"]:
+                    self.log.warning(NOT_FOUND_WARNING, describe_records(status["not_found"]))
+                if status["waiting"]:
+                    self.log.info(
+                        "%d of %d record(s) complete; waiting for: %s",
+                        len(status["complete"]),
+                        len(self.records),
+                        describe_waiting(status["waiting"]),
+                    )
             if self.end_time is not None and time.time() + self.poke_interval > self.end_time:
-                waiting = (
-                    status["waiting"] if status else {r: ["REDCap did not answer"] for r in self.records}
-                )
                 yield TriggerEvent(
                     {
                         "status": "timeout",
-                        "message": f"stratification data still missing: {describe_waiting(waiting)}",
+                        "message": _still_missing(status, self.records),
                         "result": {"randomization_id": self.randomization_id, **(status or {})},
                     }
                 )
                 return
             await asyncio.sleep(self.poke_interval)
+
+
+def _still_missing(status: dict[str, Any] | None, records: Sequence[str]) -> str:
+    if status is None:
+        return f"REDCap did not answer; stratification data unchecked for: {describe_records(records)}"
+    parts = []
+    if status["waiting"]:
+        parts.append(f"stratification data still missing: {describe_waiting(status['waiting'])}")
+    if status["not_found"]:
+        parts.append(f"record(s) not found: {describe_records(status['not_found'])}")
+    return "; ".join(parts)

@@ -70,6 +70,52 @@ def test_uri_style_host_and_schema_are_rebuilt() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("redcap.example.org/api/", None, "https://redcap.example.org/api/"),
+        ("redcap.example.org/redcap/api", None, "https://redcap.example.org/redcap/api/"),
+        ("redcap.example.org/api/", 8443, "https://redcap.example.org:8443/api/"),
+        ("redcap.example.org:8443/api/", None, "https://redcap.example.org:8443/api/"),
+        ("https://redcap.example.org/api/", 8443, "https://redcap.example.org:8443/api/"),
+        ("https://redcap.example.org:8443/api/", 8443, "https://redcap.example.org:8443/api/"),
+    ],
+)
+def test_scheme_less_host_and_port_field(host: str, port: int | None, expected: str) -> None:
+    assert validate_api_url(host, port=port) == expected
+
+
+def test_port_field_contradicting_the_url_is_refused() -> None:
+    with pytest.raises(RedcapConfigurationError, match="8443"):
+        validate_api_url("https://redcap.example.org:9000/api/", port=8443)
+
+
+def test_uri_connection_with_port_and_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Airflow parses this into host redcap.example.org, port 8443, schema "api/".
+    monkeypatch.setenv("AIRFLOW_CONN_REDCAP_DEFAULT", f"redcap://:{TOKEN}@redcap.example.org:8443/api/")
+    assert RedcapHook().settings.url == "https://redcap.example.org:8443/api/"
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [
+        ("http://127.0.0.1:8123", True),
+        ("https://redcap.example.org/redcap/", True),
+        ("https://redcap.example.org/redcap/api/", False),
+        ("https://redcap.example.org/API", False),
+    ],
+)
+def test_url_not_ending_in_api_is_warned_about_not_refused(
+    monkeypatch: pytest.MonkeyPatch, hook_logs: list[dict[str, Any]], host: str, warned: bool
+) -> None:
+    set_connection(monkeypatch, host=host)
+    url = RedcapHook().settings.url
+    warnings = [e["event"] for e in hook_logs if e["log_level"] == "warning" and "/api/" in e["event"]]
+    assert bool(warnings) is warned
+    if warned:
+        assert url in warnings[0]
+
+
 def test_token_is_stripped() -> None:
     assert validate_token(f"  {TOKEN}\n") == TOKEN
 

@@ -20,6 +20,7 @@ from airflow_provider_redcap.exceptions import (
     RedcapImportError,
     RedcapMissingStratificationError,
     RedcapPermissionError,
+    RedcapServerError,
     RedcapValidationError,
 )
 from airflow_provider_redcap.hooks.redcap import RedcapHook
@@ -154,3 +155,14 @@ def test_dropped_randomize_is_not_retried(hook: RedcapHook, redcap_connection: A
     assert info.value.may_have_reached_server is True
     used = [a for a in redcap_connection.admin.allocations(48213) if a["is_used_by"] == "9005"]
     assert len(used) == 1  # committed once, and no second allocation from a retry
+
+
+def test_url_without_api_folder_gets_a_hint(redcap_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = redcap_emulator.url.removesuffix("api/")  # http://127.0.0.1:PORT/
+    conn = json.loads(redcap_emulator.airflow_connection_json())
+    monkeypatch.setenv("AIRFLOW_CONN_REDCAP_DEFAULT", json.dumps({**conn, "host": root.rstrip("/")}))
+    with pytest.raises(RedcapServerError) as info:
+        RedcapHook(retry_wait=0).get_version()
+    assert info.value.status_code == 501
+    assert "REDCap's API URL ends in /api/" in str(info.value)
+    assert "check the connection's host" in str(info.value)

@@ -27,6 +27,7 @@ from airflow_provider_redcap.hooks._responses import (
     parse_randomize_response,
     parse_version,
     randomize_refusal,
+    tls_hint,
 )
 
 
@@ -162,3 +163,18 @@ def test_shared_retry_policy() -> None:
     assert not should_retry(RedcapServerError("x", status_code=501), idempotent=True)
     assert not should_retry(RedcapRateLimitError("x", status_code=429), idempotent=True)
     assert not should_retry(RedcapRequestError("x", status_code=400), idempotent=True)
+
+
+@pytest.mark.parametrize(
+    ("error", "plain_http"),
+    [
+        ("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)", True),
+        ("[SSL] record layer failure (_ssl.c:1000)", True),  # OpenSSL 3.2+
+        ("[SSL: HTTP_REQUEST] http request (_ssl.c:1000)", True),
+        ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed", False),
+    ],
+)
+def test_tls_hint_tells_a_plain_http_port_from_a_certificate_problem(error: str, plain_http: bool) -> None:
+    hint = tls_hint(error)
+    assert ("does not answer https on this port" in hint) is plain_http
+    assert ("verify_ssl" in hint) is not plain_http

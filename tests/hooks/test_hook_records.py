@@ -298,6 +298,14 @@ def test_missing_records_can_raise(hook: RedcapHook, redcap_records: Any) -> Non
     assert info.value.records == ["9999"]
 
 
+def test_missing_records_can_be_left_to_the_caller(
+    hook: RedcapHook, redcap_records: Any, hook_logs: list[dict[str, Any]]
+) -> None:
+    hook.export_records(records=["1001", "9999"], on_missing="ignore")
+    assert hook.last_missing_records == ["9999"]
+    assert [e for e in hook_logs if e["log_level"] == "warning"] == []
+
+
 def test_filter_logic_disables_the_missing_check(hook: RedcapHook, redcap_records: Any) -> None:
     hook.export_records(records=["1001", "9999"], filter_logic="[age] > 30")
     assert hook.last_missing_records == []

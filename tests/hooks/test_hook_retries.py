@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import requests
 from common import payloads as p
-from hook_testing import content_is, forms, json_response
+from hook_testing import content_is, forms, json_response, set_connection
+from scripted_server import scripted_server
 from urllib3.connection import HTTPSConnection
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
@@ -135,6 +136,19 @@ def test_ssl_failure_not_retried(hook: RedcapHook, requests_mock: Any) -> None:
     with pytest.raises(RedcapConnectionError, match="verify_ssl"):
         hook.get_dags()
     assert requests_mock.call_count == 1
+
+
+def test_https_to_a_plain_http_port_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real TLS handshake against a server that answers plain http.
+    with scripted_server() as (url, script):
+        set_connection(monkeypatch, host=url.replace("http://", "https://"))
+        with pytest.raises(RedcapConnectionError) as info:
+            RedcapHook(max_retries=0).get_dags()
+    message = str(info.value)
+    assert "the server does not answer https on this port" in message
+    assert "check the URL's scheme and port" in message
+    assert "verify_ssl" not in message
+    assert script.bodies == []  # the handshake failed: nothing was sent
 
 
 # -- randomize: never retried once the request may have reached REDCap --------------------------------

@@ -94,6 +94,50 @@ def test_short_csv_row_is_refused_with_its_line(tmp_path: Path) -> None:
         read_records_file(path)
 
 
+def test_bom_at_the_start_of_every_line_is_refused_naming_row_and_code_point(
+    fake: FakeRedcap, tmp_path: Path
+) -> None:
+    # A file glued together from BOM-prefixed pieces: utf-8-sig strips only the first BOM.
+    path = tmp_path / "glued.csv"
+    lines = [HEADER, "001001,screening_arm_1,boston,40,,\n", "001002,screening_arm_1,boston,41,,\n"]
+    path.write_text("".join("\ufeff" + line for line in lines), encoding="utf-8")
+
+    with pytest.raises(AirflowFailException) as info:
+        RedcapImportRecordsOperator(task_id="i", path=str(path)).execute(context={})
+
+    message = str(info.value)
+    assert "2 problem(s) in 2 row(s)" in message
+    assert "row 1" in message
+    assert "row 2" in message
+    assert "U+FEFF" in message
+    assert repr("\ufeff001002") in message
+    assert import_calls(fake) == []
+
+
+def test_empty_trailing_columns_from_a_spreadsheet_are_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_text("record_id,age,,\n001,30,,\n002,31,,\n")
+    assert read_records_file(path) == [{"record_id": "001", "age": "30"}, {"record_id": "002", "age": "31"}]
+
+
+def test_values_under_an_empty_header_cell_are_refused_naming_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_text("record_id,age,,\n001,30,,\n002,31,,x\n")
+    with pytest.raises(ValueError, match="column 4") as info:
+        read_records_file(path)
+    assert "empty header" in str(info.value)
+    assert "duplicate" not in str(info.value)
+
+
+@pytest.mark.parametrize(("delimiter", "name"), [(";", "';'"), ("\t", "tab")])
+def test_semicolon_or_tab_delimited_file_is_explained(tmp_path: Path, delimiter: str, name: str) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text(delimiter.join(["record_id", "age"]) + "\n" + delimiter.join(["001", "30"]) + "\n")
+    with pytest.raises(ValueError, match=f"{name}-delimited") as info:
+        read_records_file(path)
+    assert "commas" in str(info.value)
+
+
 def test_validation_problems_are_reported_together_and_nothing_is_sent(fake: FakeRedcap) -> None:
     records = [
         {"record_id": "001001", "redcap_event_name": "baseline_arm_1", "sex": "Female"},

@@ -311,3 +311,91 @@ def test_no_allocations_left(redcap_connection: Any) -> None:
     assert f"{records[-1]}: " in str(info.value)
     assert "No allocations available" in str(info.value)
     assert f"{size} record(s) done" in str(info.value)
+
+
+class RecordingTI:
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def test_wrong_target_field_stops_at_the_first_allocation_and_says_so(redcap_connection: Any) -> None:
+    # randomization 48297 (concealed) allocates into kit_number; the task is told rand_arm.
+    import_screening()
+    first, second = complete_records()[:2]
+    row = expected_rows(CONCEALED_RID, [first])[first]
+    ti = RecordingTI()
+
+    with pytest.raises(AirflowFailException) as info:
+        RedcapRandomizeOperator(
+            task_id="r", randomization_id=CONCEALED_RID, records=[first, second], target_field="rand_arm"
+        ).execute(context={"ti": ti})
+
+    message = str(info.value)
+    number = row["redcap_randomization_number"]
+    assert f"RECORD {first} WAS RANDOMIZED in randomization {CONCEALED_RID}" in message
+    assert "into field 'kit_number'" in message
+    assert number in message
+    assert "irreversible" in message
+    assert "REDCap administrator" in message
+    assert f"randomization_id={CONCEALED_RID} and target_field='rand_arm' do not belong together" in message
+    assert "Placebo" not in message
+    assert "dose" not in message
+    # Exactly one allocation burnt, in the model REDCap used; the second record was never sent.
+    used = [a for a in redcap_connection.admin.allocations(CONCEALED_RID) if a["is_used_by"]]
+    assert [(a["is_used_by"], a["target_field"]) for a in used] == [(first, number)]
+    assert not [a for a in redcap_connection.admin.allocations(OPEN_RID) if a["is_used_by"]]
+    assert stored(redcap_connection, first, "randomization_arm_1")["kit_number"] == number
+    assert ti.pushed["partial_results"] == [
+        {
+            "record": first,
+            "randomization_id": CONCEALED_RID,
+            "target_field": "kit_number",
+            "target_event": "randomization_arm_1",
+            "value": number,
+            "label": None,
+            "alternate_value": None,
+            "concealed": True,
+            "status": "randomized_other_target",
+        }
+    ]
+
+
+def test_rerun_after_wrong_target_names_the_pairing_and_allocates_nothing(redcap_connection: Any) -> None:
+    import_screening()
+    first, second = complete_records()[:2]
+    number = expected_rows(CONCEALED_RID, [first])[first]["redcap_randomization_number"]
+    wrong = {"task_id": "r", "randomization_id": CONCEALED_RID, "target_field": "rand_arm"}
+    with pytest.raises(AirflowFailException):
+        RedcapRandomizeOperator(records=[first], **wrong).execute(context={})
+
+    with pytest.raises(AirflowFailException) as info:
+        RedcapRandomizeOperator(records=[first, second], **wrong).execute(context={})
+
+    message = str(info.value)
+    assert f"{first}: " in message
+    assert "already randomized" in message
+    assert "another field" in message
+    assert "do not belong together" in message
+    assert "kit_number" in message  # the project's other model target, a likely home of the value
+    used = [a for a in redcap_connection.admin.allocations(CONCEALED_RID) if a["is_used_by"]]
+    assert [(a["is_used_by"], a["target_field"]) for a in used] == [(first, number)]
+    assert not [a for a in redcap_connection.admin.allocations(OPEN_RID) if a["is_used_by"]]
+
+
+def test_import_without_import_rights_reads_as_sentences(
+    redcap_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo's monitor user has API export rights only.
+    monkeypatch.setenv("AIRFLOW_CONN_REDCAP_DEFAULT", redcap_emulator.airflow_connection_json("monitor"))
+    rows = [{"record_id": "009001", "redcap_event_name": "screening_arm_1", "age": "40"}]
+
+    with pytest.raises(AirflowFailException) as info:
+        RedcapImportRecordsOperator(task_id="i", records=rows).execute(context={})
+
+    message = str(info.value)
+    assert "You do not have API Import/Update privileges" in message
+    assert "privileges Saved" not in message
+    assert "\nSaved 0 record(s): (none). Not saved: 009001." in message

@@ -308,6 +308,64 @@ def test_target_mismatch_fails_loudly(fake: FakeRedcap) -> None:
         ).execute(context={})
 
 
+def test_target_mismatch_stops_every_further_call_whatever_fail_fast(fake: FakeRedcap) -> None:
+    # The open model 48213 allocates into rand_arm; the task is wrongly told kit_number.
+    fake.models[OPEN_RID].allocations = [("2", "R-0001"), ("1", "R-0002")]
+    for record in ("001001", "001002", "001003"):
+        fake.add_participant(record)
+    fake.faults["001001"] = ["error_before_commit"]  # would normally be sent once more
+    ti = FakeTI()
+
+    with pytest.raises(AirflowFailException) as info:
+        RedcapRandomizeOperator(
+            task_id="r",
+            randomization_id=OPEN_RID,
+            records=["001001", "001002", "001003"],
+            target_field="kit_number",
+            fail_fast=False,
+        ).execute(context={"ti": ti})
+
+    assert randomize_calls(fake) == ["001001", "001002"]
+    assert fake.committed == [(OPEN_RID, "001002", "2")]
+    message = str(info.value)
+    assert message.startswith(f"RECORD 001002 WAS RANDOMIZED in randomization {OPEN_RID}")
+    assert "value '2' (randomization number 'R-0001') into field 'rand_arm'" in message
+    assert "0 record(s) done; 3 not:" in message
+    assert "001003: not attempted" in message
+    assert ti.pushed[PARTIAL_RESULTS_XCOM_KEY] == [
+        {
+            "record": "001002",
+            "randomization_id": OPEN_RID,
+            "target_field": "rand_arm",
+            "target_event": "randomization_arm_1",
+            "value": "2",
+            "label": None,
+            "alternate_value": "R-0001",
+            "concealed": False,
+            "status": "randomized_other_target",
+        }
+    ]
+
+
+def test_already_randomized_with_empty_target_stops_the_task(fake: FakeRedcap) -> None:
+    # A previous wrongly paired run left 001001's allocation in kit_number (model 48297).
+    fake.add_participant("001001")
+    fake.add_participant("001002")
+    fake.add("001001", "randomization_arm_1", kit_number="K-1062")
+
+    with pytest.raises(AirflowFailException) as info:
+        RedcapRandomizeOperator(
+            task_id="r", randomization_id=CONCEALED_RID, records=["001001", "001002"], target_field="rand_arm"
+        ).execute(context={})
+
+    assert randomize_calls(fake) == ["001001"]
+    assert fake.committed == []
+    message = str(info.value)
+    assert "already randomized in randomization 48297, but target_field 'rand_arm' is empty" in message
+    assert "kit_number @ randomization_arm_1" in message
+    assert "001002: not attempted" in message
+
+
 def test_transient_read_failure_is_retryable_and_sends_nothing(fake: FakeRedcap) -> None:
     fake.add_participant("001001")
     fake.outages["record"] = 2  # the export and its one retry

@@ -48,8 +48,9 @@ def test_waits_until_strata_are_filled(redcap_connection: Any) -> None:
     assert not first.is_done
     assert first.xcom_value["waiting"] == {
         "001001": ["age_group (baseline_arm_1)"],
-        "001002": ["record not found in baseline_arm_1"],
+        "001002": ["sex (baseline_arm_1)", "age_group (baseline_arm_1)"],  # screened only
     }
+    assert first.xcom_value["not_found"] == []
 
     put([baseline("001001", age_group="1"), baseline("001002", sex="1", age_group="3")])
     second = task.poke({})
@@ -58,6 +59,19 @@ def test_waits_until_strata_are_filled(redcap_connection: Any) -> None:
         "randomization_id": OPEN_RID,
         "complete": ["001001", "001002"],
         "waiting": {},
+        "not_found": [],
+    }
+
+
+def test_record_that_does_not_exist_is_not_found_and_still_waited_for(redcap_connection: Any) -> None:
+    put([screening("001001"), baseline("001001", sex="1", age_group="2")])
+    result = sensor(["001001", "999999"]).poke({})
+    assert not result.is_done
+    assert result.xcom_value == {
+        "randomization_id": OPEN_RID,
+        "complete": ["001001"],
+        "waiting": {},
+        "not_found": ["999999"],
     }
 
 
@@ -89,7 +103,7 @@ def test_deferrable_path_through_the_trigger(redcap_connection: Any) -> None:
     event = asyncio.run(wait_while_the_site_enters_data())
     assert event.payload == {
         "status": "success",
-        "result": {"randomization_id": OPEN_RID, "complete": ["001001"], "waiting": {}},
+        "result": {"randomization_id": OPEN_RID, "complete": ["001001"], "waiting": {}, "not_found": []},
     }
     assert task.execute_complete({}, event.payload) == event.payload["result"]
 
@@ -113,4 +127,5 @@ class TestClassicProject:
             "randomization_id": 30917,
             "complete": ["1"],
             "waiting": {"2": ["region"]},
+            "not_found": [],
         }

@@ -48,8 +48,8 @@ def test_waiting_then_done_as_strata_are_filled(fake: FakeRedcap) -> None:
         "waiting": {
             "001001": ["age_group (baseline_arm_1)"],
             "001002": ["data access group"],
-            "001003": ["record not found in baseline_arm_1"],
         },
+        "not_found": ["001003"],
     }
     fake.add("001001", "baseline_arm_1", age_group="1")
     fake.dags["001002"] = "denver"
@@ -62,11 +62,13 @@ def test_waiting_then_done_as_strata_are_filled(fake: FakeRedcap) -> None:
         "randomization_id": OPEN_RID,
         "complete": ["001001", "001002", "001003"],
         "waiting": {},
+        "not_found": [],
     }
 
 
 def test_one_export_per_poke_with_only_strata_fields_events_and_dag(fake: FakeRedcap) -> None:
     fake.add_participant("001001")
+    fake.add("001002", "baseline_arm_1", sex="1")
     task = sensor(records=["001001", "001002"])
     task.poke({})
     task.poke({})
@@ -101,8 +103,38 @@ def test_stratum_in_the_wrong_event_does_not_count(fake: FakeRedcap) -> None:
     fake.add("001001", "screening_arm_1", sex="1", age_group="1")
     fake.dags["001001"] = "boston"
     result = sensor(records=["001001"]).poke({})
-    # Only the strata's event is read, where the record has no data yet.
-    assert result.xcom_value["waiting"] == {"001001": ["record not found in baseline_arm_1"]}
+    # The record exists (in screening), so it waits for strata in their own event.
+    assert result.xcom_value["waiting"] == {"001001": ["sex (baseline_arm_1)", "age_group (baseline_arm_1)"]}
+    assert result.xcom_value["not_found"] == []
+
+
+def test_record_not_found_waits_apart_with_a_warning(
+    fake: FakeRedcap, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_participant("001001", age_group="")
+    fake.add("001002", "screening_arm_1", age="40")  # screened, no baseline data yet
+    fake.dags["001002"] = "boston"
+
+    result = sensor(records=["001001", "001002", "999999"]).poke({})
+
+    assert not result.is_done
+    assert result.xcom_value["waiting"] == {
+        "001001": ["age_group (baseline_arm_1)"],
+        "001002": ["sex (baseline_arm_1)", "age_group (baseline_arm_1)"],
+    }
+    assert result.xcom_value["not_found"] == ["999999"]
+    # The records missing from the strata event are looked up once more, in every event.
+    assert [c.get("events") for c in exports(fake)] == [["baseline_arm_1"], None]
+    assert exports(fake)[1]["records"] == ["001002", "999999"]
+    logged = capsys.readouterr().out.splitlines()
+    warnings = [line for line in logged if "[warning" in line]
+    assert len(warnings) == 1
+    assert "999999" in warnings[0]
+    assert "001002" not in warnings[0]
+    waiting = [line for line in logged if "[info" in line and "waiting for" in line]
+    assert len(waiting) == 1
+    assert "001002" in waiting[0]
+    assert "999999" not in waiting[0]
 
 
 def test_models_with_the_same_strata_need_no_target_field(fake: FakeRedcap) -> None:
@@ -216,7 +248,7 @@ def test_deferrable_returns_at_once_when_complete(fake: FakeRedcap) -> None:
 
 def test_execute_complete() -> None:
     task = sensor(records=["001001"], deferrable=True)
-    result = {"randomization_id": OPEN_RID, "complete": ["001001"], "waiting": {}}
+    result = {"randomization_id": OPEN_RID, "complete": ["001001"], "waiting": {}, "not_found": []}
     assert task.execute_complete({}, {"status": "success", "result": result}) == result
     with pytest.raises(AirflowFailException, match="boom"):
         task.execute_complete({}, {"status": "error", "message": "boom"})

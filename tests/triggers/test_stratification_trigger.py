@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -87,7 +89,12 @@ async def test_fires_once_every_record_is_complete(fake: FakeRedcap) -> None:
 
     assert event.payload == {
         "status": "success",
-        "result": {"randomization_id": 48213, "complete": ["001001", "001002"], "waiting": {}},
+        "result": {
+            "randomization_id": 48213,
+            "complete": ["001001", "001002"],
+            "waiting": {},
+            "not_found": [],
+        },
     }
     assert exports == 3
     call = fake.calls[-1]
@@ -134,6 +141,43 @@ async def test_async_hook_turns_transport_failures_into_connection_errors(
         await RedcapAsyncHook().export_records(records=["1"])
     assert info.value.may_have_reached_server is False
     assert "0123456789ABCDEF" not in str(info.value)
+
+
+async def test_async_hook_names_a_plain_http_port_behind_an_https_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A real TLS handshake against a loopback server that speaks plain http only.
+    class Quiet(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    conn = {**json.loads(CONNECTION_JSON), "host": f"https://127.0.0.1:{server.server_address[1]}/api/"}
+    monkeypatch.setenv("AIRFLOW_CONN_REDCAP_DEFAULT", json.dumps(conn))
+    try:
+        with pytest.raises(RedcapConnectionError) as info:
+            await RedcapAsyncHook(max_retries=0).export_records(records=["1"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "the server does not answer https on this port" in str(info.value)
+    assert "check the URL's scheme and port" in str(info.value)
+
+
+async def test_record_not_found_keeps_the_trigger_waiting(fake: FakeRedcap) -> None:
+    fake.add("001001", "baseline_arm_1", sex="0", age_group="1")
+    fake.dags["001001"] = "boston"
+    fake.add("001002", "screening_arm_1", age="40")  # exists, no baseline data yet
+    event = await anext(trigger(["001001", "001002", "999999"], end_time=0.0).run())
+    assert event.payload["status"] == "timeout"
+    assert event.payload["result"]["waiting"] == {
+        "001002": ["sex (baseline_arm_1)", "age_group (baseline_arm_1)", "data access group"]
+    }
+    assert event.payload["result"]["not_found"] == ["999999"]
+    assert "not found: 999999" in event.payload["message"]
+    assert [c.get("events") for c in fake.calls_of("record")] == [["baseline_arm_1"], None]
 
 
 async def test_gives_up_at_end_time(fake: FakeRedcap) -> None:

@@ -231,3 +231,31 @@ def test_enforced_ranges_are_checked_and_soft_ranges_are_not(schema: ImportSchem
         ("1", "age", "screening_arm_1", "17"),
         ("2", "age", "screening_arm_1", "100"),
     }
+
+
+@pytest.mark.parametrize(
+    ("record", "code_point"),
+    [("\ufeff001002", "U+FEFF"), ("001\u200b002", "U+200B"), ("001002\r", "U+000D")],
+)
+def test_invisible_characters_in_record_ids_are_refused(
+    schema: ImportSchema, record: str, code_point: str
+) -> None:
+    rows = [
+        {"record_id": "001001", "redcap_event_name": "screening_arm_1", "age": "30"},
+        {"record_id": record, "redcap_event_name": "screening_arm_1", "age": "30"},
+    ]
+    with pytest.raises(RedcapImportValidationError) as info:
+        validate_records(rows, schema)
+    assert [(p.record, p.field) for p in info.value.problems] == [(record, "record_id")]
+    message = str(info.value.problems[0])
+    assert "row 2" in message
+    assert code_point in message
+
+
+def test_checkbox_column_with_an_unknown_code_names_the_choices(schema: ImportSchema) -> None:
+    # The demo's conditions field: "1, Hypertension | 2, Diabetes | 3, Asthma".
+    rows = [{"record_id": "1", "redcap_event_name": "baseline_arm_1", "conditions___4": "1"}]
+    _, problems = find_problems(rows, schema)
+    assert [p.message for p in problems] == [
+        "checkbox field 'conditions' has no choice '4' (choices: 1, 2, 3)"
+    ]
