@@ -5,6 +5,7 @@ import json
 import pytest
 
 from airflow_provider_redcap import exceptions
+from airflow_provider_redcap.exceptions import RedcapRandomizationError
 from airflow_provider_redcap.models import (
     ImportResult,
     RandomizationModel,
@@ -13,7 +14,7 @@ from airflow_provider_redcap.models import (
 )
 
 
-def test_randomization_model_round_trips_through_json():
+def test_randomization_model_round_trips_through_json() -> None:
     model = RandomizationModel(
         position=2,
         target_field="kit_number",
@@ -25,7 +26,7 @@ def test_randomization_model_round_trips_through_json():
     assert restored == model
 
 
-def test_classic_project_model_has_no_events():
+def test_classic_project_model_has_no_events() -> None:
     model = RandomizationModel.from_dict(
         {"target_field": "arm", "target_event": "", "strata": [{"field": "sex", "event": ""}]}
     )
@@ -34,7 +35,7 @@ def test_classic_project_model_has_no_events():
     assert str(model.strata[0]) == "sex"
 
 
-def test_randomization_result_is_json_serialisable():
+def test_randomization_result_is_json_serialisable() -> None:
     result = RandomizationResult(48297, "001001", "kit_number", "K-1007", "*", concealed=True)
     assert json.loads(json.dumps(result.to_dict())) == {
         "randomization_id": 48297,
@@ -46,7 +47,7 @@ def test_randomization_result_is_json_serialisable():
     }
 
 
-def test_import_result_counts_records():
+def test_import_result_counts_records() -> None:
     assert ImportResult(("1", "2", "3")).count == 3
 
 
@@ -61,7 +62,9 @@ def test_import_result_counts_records():
         exceptions.RedcapRandomizationUnsupportedError,
     ],
 )
-def test_randomization_refusals_are_permanent_redcap_errors(error_class):
+def test_randomization_refusals_are_permanent_redcap_errors(
+    error_class: type[RedcapRandomizationError],
+) -> None:
     error = error_class("Cannot randomize.", record="7", randomization_id=48213)
     assert isinstance(error, exceptions.RedcapRandomizationError)
     assert isinstance(error, exceptions.RedcapError)
@@ -69,7 +72,7 @@ def test_randomization_refusals_are_permanent_redcap_errors(error_class):
     assert (error.record, error.randomization_id, error.status_code) == ("7", 48213, 200)
 
 
-def test_transport_failures_are_retryable():
+def test_transport_failures_are_retryable() -> None:
     assert exceptions.RedcapConnectionError("dropped").retryable is True
     assert exceptions.RedcapServerError("502", status_code=502).retryable is True
     assert exceptions.RedcapRateLimitError("banned", status_code=429).retryable is False

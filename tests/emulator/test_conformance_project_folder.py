@@ -4,7 +4,6 @@ instruments, and allocation tables validated on load the way REDCap validates an
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 from pathlib import Path
@@ -173,6 +172,31 @@ def test_identical_development_and_production_tables_are_refused(tmp_path: Path)
         _load(tmp_path, same)
 
 
-def test_the_demo_folder_loads(tmp_path: Path) -> None:
-    with contextlib.nullcontext():
-        _load(tmp_path, lambda _project, _path: None)
+def test_the_demo_folder_loads_as_its_files_describe_it(tmp_path: Path, demo: DemoFacts) -> None:
+    from airflow_provider_redcap.emulator import RedcapEmulator
+
+    path = make_variant(tmp_path, lambda _project, _path: None)
+    emu = RedcapEmulator(path, db_path=path / "state.sqlite3")
+    with emu.serve(host="127.0.0.1", port=0) as server:
+        api = Api(server.url, server.token)
+        info = api.call("project").json()
+        events = api.call("event").json()
+        dags = api.call("dag").json()
+        allocations = {
+            m["randomization_id"]: emu.admin.allocations(m["randomization_id"])
+            for m in demo.project["randomizations"]
+        }
+
+    assert (info["project_id"], info["project_title"]) == (
+        demo.project["project_id"],
+        demo.project["project_title"],
+    )
+    assert [e["unique_event_name"] for e in events] == list(demo.event_ids)
+    assert {d["unique_group_name"]: str(d["data_access_group_id"]) for d in dags} == demo.dag_ids
+    for model in demo.project["randomizations"]:
+        for status, code in (("development", 0), ("production", 1)):
+            with (demo.path / model["allocation_tables"][status]).open(newline="") as fh:
+                rows_in_file = sum(1 for _ in csv.DictReader(fh))
+            loaded = [a for a in allocations[model["randomization_id"]] if a["project_status"] == code]
+            assert len(loaded) == rows_in_file
+            assert not any(a["is_used_by"] for a in loaded)
