@@ -144,13 +144,6 @@ class StrataSpec:
                 fields.append(stratum.field)
         return fields
 
-    @property
-    def export_events(self) -> list[str] | None:
-        """The strata's events, or ``None`` (all events) when some stratum names none."""
-        if not self.longitudinal or any(s.event is None for s in self.strata):
-            return None
-        return sorted({s.event for s in self.strata if s.event})
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "record_id_field": self.record_id_field,
@@ -169,23 +162,13 @@ class StrataSpec:
         )
 
 
-def absent_records(rows: Iterable[Mapping[str, Any]], records: Sequence[str], spec: StrataSpec) -> list[str]:
-    """The ``records`` no export row names, in order.
-
-    After an export filtered to the strata events these may still exist in other events: export them
-    again without the events filter before calling them not found.
-    """
-    present = {str(row.get(spec.record_id_field, "")) for row in rows}
-    return [record for record in records if record not in present]
-
-
 def evaluate_strata(
     rows: Iterable[Mapping[str, Any]], records: Sequence[str], spec: StrataSpec
 ) -> dict[str, Any]:
     """Per-record status from the export of the strata.
 
-    :param rows: export rows of ``spec.export_fields``; a record counts as not found only when no row
-        names it, so rows must cover every event for records absent from the strata events.
+    :param rows: export rows of ``spec.export_fields`` in every event (no events filter); a record
+        counts as not found only when no row names it, and each stratum is read in its own event.
     :return: ``{"complete": [record, ...], "waiting": {record: [missing, ...]}, "not_found": [record,
         ...]}`` in the order of ``records``; a missing item is ``"field (event)"`` or
         ``"data access group"``. Not found: the record does not exist, or the token's user cannot see

@@ -6,6 +6,10 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+#: Above this many requested records an export is split even without ``batch_size``: every id is a
+#: separate POST variable and PHP's ``max_input_vars`` (often 1000) would refuse the request.
+DEFAULT_EXPORT_BATCH = 500
+
 
 def encode_value(value: Any) -> str:
     """One scalar as REDCap expects it: booleans as lowercase ``true``/``false``, dates ISO."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -21,9 +22,12 @@ from airflow_provider_redcap.exceptions import (
     RedcapConnectionError,
     RedcapError,
     RedcapImportError,
+    RedcapInvalidRandomizationIdError,
     RedcapMissingRecordsError,
     RedcapPermissionError,
     RedcapRandomizationUnsupportedError,
+    RedcapRecordNotFoundError,
+    RedcapRequestError,
     RedcapResponseError,
     RedcapServerError,
     RedcapValidationError,
@@ -35,7 +39,7 @@ from airflow_provider_redcap.hooks._connection import (
     settings_from_connection,
     unknown_extras,
 )
-from airflow_provider_redcap.hooks._params import build_form, encode_value
+from airflow_provider_redcap.hooks._params import DEFAULT_EXPORT_BATCH, build_form, encode_value
 from airflow_provider_redcap.hooks._project_xml import parse_randomization_models
 from airflow_provider_redcap.hooks._responses import (
     MIN_RANDOMIZE_VERSION,
@@ -58,11 +62,12 @@ from airflow_provider_redcap.models import ImportResult, RandomizationModel, Ran
 T = TypeVar("T")
 RetryMode = Literal["safe", "connect_only"]
 
-#: Above this many requested records an export is split even without ``batch_size``: every id is a
-#: separate POST variable and PHP's ``max_input_vars`` (often 1000) would refuse the request.
-DEFAULT_EXPORT_BATCH = 500
 DATE_FORMATS = ("YMD", "MDY", "DMY")
 _LOG_FILTER_NAMES = {"begin_time": "beginTime", "end_time": "endTime", "log_type": "logtype"}
+#: Prefix of the record ids :meth:`RedcapHook.check_randomization_id` randomizes; no real record has one.
+PROBE_RECORD_PREFIX = "__airflow_provider_redcap_probe_"
+#: REDCap's 403 for a token without API Import rights (``API/index.php``).
+NO_IMPORT_PRIVILEGE = "You do not have API Import/Update privileges"
 
 
 def _may_have_reached_server(exc: RequestException) -> bool:
@@ -712,26 +717,12 @@ class RedcapHook(BaseHook):
             or randomization_id < 1
         ):
             raise ValueError("randomization_id must be a positive integer")
-        self._check_randomize_supported(record, randomization_id)
-        form = self._form(
-            "record",
-            action="randomize",
-            record=record,
-            randomization_id=randomization_id,
-            returnAlt="true" if return_alt else None,
-        )
         hint = (
             " The randomization may have been committed: read the record's target field before calling "
             "randomize again."
         )
         try:
-            result = self._execute(
-                form,
-                content="record",
-                action="randomize",
-                parse=lambda r: parse_randomize_response(r, record=record, randomization_id=randomization_id),
-                mode="connect_only",
-            )
+            result = self._post_randomize(record, randomization_id, return_alt=return_alt)
         except RedcapConnectionError as exc:
             if not exc.may_have_reached_server:
                 raise
@@ -750,6 +741,59 @@ class RedcapHook(BaseHook):
             )
         self.log.info("Randomized record %r in randomization %s", record, randomization_id)
         return result
+
+    def _post_randomize(self, record: str, randomization_id: int, *, return_alt: bool) -> RandomizationResult:
+        """One Randomize Record call after the version gate; never repeated once it may have arrived."""
+        self._check_randomize_supported(record, randomization_id)
+        form = self._form(
+            "record",
+            action="randomize",
+            record=record,
+            randomization_id=randomization_id,
+            returnAlt="true" if return_alt else None,
+        )
+        return self._execute(
+            form,
+            content="record",
+            action="randomize",
+            parse=lambda r: parse_randomize_response(r, record=record, randomization_id=randomization_id),
+            mode="connect_only",
+        )
+
+    def check_randomization_id(self, randomization_id: int) -> bool | None:
+        """Whether ``randomization_id`` is one of the project's randomization models; allocates nothing.
+
+        REDCap's project XML does not list the ids, so this randomizes a record id that cannot exist:
+        REDCap checks the Randomize privilege (403), then the id ("Invalid data supplied"), then the
+        record ("Record does not exist"), and stops there. ``0`` is never a valid id, so
+        ``check_randomization_id(0)`` tests the privilege alone.
+
+        :param randomization_id: the model's id.
+        :return: ``True`` (a model of this project), ``False`` (not one, or randomization is off), or
+            ``None`` when the token's user lacks the Randomize privilege (REDCap refuses before the id).
+        :raises RedcapError: any other answer (no answer, server error, REDCap older than 14.7.0, ...).
+        """
+        if (
+            isinstance(randomization_id, bool)
+            or not isinstance(randomization_id, int)
+            or randomization_id < 0
+        ):
+            raise ValueError("randomization_id must be a whole number, 0 or more")
+        record = PROBE_RECORD_PREFIX + uuid.uuid4().hex
+        try:
+            result = self._post_randomize(record, randomization_id, return_alt=False)
+        except RedcapInvalidRandomizationIdError:
+            return False
+        except RedcapRecordNotFoundError:
+            return True
+        except RedcapPermissionError:
+            return None
+        # REDCap checks the record before it allocates; only a server that does not behave like it gets here.
+        raise RedcapResponseError(
+            f"REDCap answered the probe for randomization {randomization_id} by randomizing record "
+            f"{result.record!r}, which should not exist; ask a REDCap administrator to remove that "
+            "allocation."
+        )
 
     # -- misc ---------------------------------------------------------------------------------------
 
@@ -780,7 +824,13 @@ class RedcapHook(BaseHook):
         return self._json_list("log", **params)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check URL, token and API Export rights; the message names the project and REDCap version."""
+        """Check URL, token and privileges; the message names the project, the REDCap version and the
+        privileges the token's user lacks.
+
+        Without API Export nothing works (``ok`` is ``False``). Randomize and API Import are probed without
+        side effects (Randomize with ``randomization_id`` 0, which REDCap refuses right after its privilege
+        check; an import of no rows) and reported as missing in the message, ``ok`` staying ``True``.
+        """
         version = "(version unknown)"
         try:
             version = self.get_version()
@@ -795,7 +845,42 @@ class RedcapHook(BaseHook):
         status = {0: "development", 1: "production", 2: "analysis/cleanup"}.get(
             int(info.get("in_production", 0) or 0), "unknown status"
         )
-        return True, (
+        message = (
             f"Connected to REDCap {version}: project {info.get('project_id')} "
             f"{str(info.get('project_title', '')).strip()!r} ({status})."
         )
+        missing, notes = self._probe_privileges()
+        if missing:
+            message += f" Missing privileges: {', '.join(missing)}."
+        return True, " ".join([message, *notes])
+
+    def _probe_privileges(self) -> tuple[list[str], list[str]]:
+        """The privileges the token's user lacks among Randomize and API Import, and probes that failed."""
+        missing: list[str] = []
+        notes: list[str] = []
+        try:
+            if self.check_randomization_id(0) is None:
+                missing.append("Randomize (needed by RedcapRandomizeOperator)")
+        except RedcapError as exc:
+            notes.append(f"Could not check the Randomize privilege: {exc.message}")
+        try:
+            # REDCap checks the privilege before it reads the rows; no rows can change nothing.
+            self.request(
+                "record",
+                type="flat",
+                overwriteBehavior="normal",
+                forceAutoNumber=False,
+                returnContent="count",
+                data="[]",
+            )
+        except RedcapPermissionError as exc:
+            refusal = exc.redcap_message or exc.message
+            if refusal.startswith(NO_IMPORT_PRIVILEGE):
+                missing.append("API Import (needed by RedcapImportRecordsOperator)")
+            else:
+                notes.append(f"REDCap refuses imports: {refusal}")
+        except RedcapRequestError:
+            pass  # any answer past the privilege check shows the privilege
+        except RedcapError as exc:
+            notes.append(f"Could not check the API Import privilege: {exc.message}")
+        return missing, notes

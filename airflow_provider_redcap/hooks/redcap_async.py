@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 
 from airflow_provider_redcap.exceptions import RedcapConnectionError, RedcapError
 from airflow_provider_redcap.hooks._connection import RedcapSettings, settings_from_connection
-from airflow_provider_redcap.hooks._params import build_form
+from airflow_provider_redcap.hooks._params import DEFAULT_EXPORT_BATCH, build_form
 from airflow_provider_redcap.hooks._responses import RawResponse, classify_response, expect_list, tls_hint
 from airflow_provider_redcap.hooks._throttle import Throttle
 
@@ -141,17 +141,24 @@ class RedcapAsyncHook(BaseHook):
         events: Sequence[str] | None = None,
         export_data_access_groups: bool = False,
     ) -> list[dict[str, Any]]:
-        """Export Records as flat JSON rows (raw values)."""
-        data = await self.request(
-            "record",
-            type="flat",
-            rawOrLabel="raw",
-            records=list(records) if records else None,
-            fields=list(fields) if fields else None,
-            events=list(events) if events else None,
-            exportDataAccessGroups=True if export_data_access_groups else None,
-        )
-        return expect_list(data, content="record")
+        """Export Records as flat JSON rows (raw values), at most 500 record ids per request."""
+        ids = list(records) if records else []
+        batches: list[list[str] | None] = [
+            ids[i : i + DEFAULT_EXPORT_BATCH] for i in range(0, len(ids), DEFAULT_EXPORT_BATCH)
+        ]
+        rows: list[dict[str, Any]] = []
+        for batch in batches or [None]:
+            data = await self.request(
+                "record",
+                type="flat",
+                rawOrLabel="raw",
+                records=batch,
+                fields=list(fields) if fields else None,
+                events=list(events) if events else None,
+                exportDataAccessGroups=True if export_data_access_groups else None,
+            )
+            rows.extend(expect_list(data, content="record"))
+        return rows
 
 
 def _ssl_cause(err: BaseException) -> ssl.SSLError | None:

@@ -111,7 +111,8 @@ class RedcapRandomizeOperator(BaseOperator):
 
     :param randomization_id: the model's id (REDCap has no default); an int or a numeric string.
     :param record: one record id; the task then returns one dict.
-    :param records: record ids (a list, or a single id); the task then returns a list of dicts.
+    :param records: record ids (a list, or a single id); the task then returns a list of dicts. An
+        empty list (say, from an upstream task that found no one) randomizes nothing and returns ``[]``.
     :param return_alt: ask REDCap for the alternate value (the randomization number of open models).
     :param target_field: the model's target field; found from the project's models when there is one.
     :param target_event: the target's event (longitudinal projects); found from the models.
@@ -168,6 +169,12 @@ class RedcapRandomizeOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         rid = self._randomization_id()
         ids = self._record_ids()
+        if not ids:
+            # records came from upstream (XCom) and named nobody, e.g. a daily run that found no one.
+            self.log.info(
+                "records rendered to an empty list (records=%r): nothing to randomize.", self.records
+            )
+            return []
         ti = context.get("ti")
         try:
             self._push_link(ti, ids)
@@ -390,12 +397,20 @@ class RedcapRandomizeOperator(BaseOperator):
         return int(text)
 
     def _record_ids(self) -> list[str]:
+        """The record ids; empty only when ``records`` rendered to an empty list."""
+        if self.record is None and self.records is None:
+            raise AirflowFailException(
+                "record and records are both None: give one record id (record=) or a list (records=)"
+            )
+        name, value = ("record", self.record) if self.record is not None else ("records", self.records)
         try:
-            ids = coerce_records(self.record if self.record is not None else self.records)
+            ids = coerce_records(value)
         except ValueError as err:
-            raise AirflowFailException(str(err)) from err
-        if not ids:
-            raise AirflowFailException("no record to randomize")
+            raise AirflowFailException(f"{name}={value!r}: {err}") from err
+        if not ids and self.record is not None:
+            raise AirflowFailException(
+                f"record rendered to no record id (record={self.record!r}, records={self.records!r})"
+            )
         if self.record is not None and len(ids) != 1:
             raise AirflowFailException(f"record= takes one record id; use records= for {ids}")
         return ids

@@ -17,7 +17,6 @@ from airflow_provider_redcap._randomization import (
     ModelSelectionError,
     StrataSpec,
     UnreadableStrataError,
-    absent_records,
     coerce_records,
     coerce_strata,
     describe_records,
@@ -47,18 +46,25 @@ class RedcapStratificationSensor(BaseSensorOperator):
 
     The strata (fields with their events, and grouping by data access group) are read from the
     project's randomization models, or given with ``strata`` and ``group_by_dag``. Each poke is one
-    Export Records call for all ``records`` (plus one over all events for records with no data in the
-    strata events, to tell them from records that do not exist). A value counts as missing only when
-    blank (``"0"`` is a value). A record that is not found is still waited for (it may be created
-    later, or lie in a data access group the token's user cannot see), but is logged as a warning and
-    listed under ``not_found`` instead of ``waiting``.
+    Export Records call for all ``records``: the record id and strata fields (and the DAG column when
+    grouped by DAG) in every event, each stratum then read in its own event, so a record with data in
+    other events only is waiting, not missing. A value counts as missing only when blank (``"0"`` is a
+    value). A record that is not found is still waited for (it may be created later, or lie in a data
+    access group the token's user cannot see), but is logged as a warning and listed under
+    ``not_found`` instead of ``waiting``.
+
+    Each sensor instance first checks ``randomization_id`` with REDCap, allocating nothing (see
+    :meth:`RedcapHook.check_randomization_id`): an id that is not a model of the project fails the task
+    at once, even with ``soft_fail`` (a configuration error, not data that failed to arrive). When the
+    token's user lacks the Randomize privilege the check is skipped; the sensor itself needs export
+    rights only.
 
     Works with dynamic task mapping: ``.partial(...).expand(records=[...])`` with one id (or one list
     of ids) per mapped task.
 
     :param records: the record ids to wait for (a list, or a single id).
-    :param randomization_id: the model the records will be randomized in. REDCap's project XML does
-        not reveal which id belongs to which model, so it is shown in logs and XCom only; the model is
+    :param randomization_id: the model the records will be randomized in; checked to exist, see above.
+        REDCap's project XML does not reveal which id belongs to which model, so the model's strata are
         picked with ``target_field`` when the project has several.
     :param target_field: the target field of the model, to pick it among several.
     :param target_event: the target event, when one target field is used in several events.
@@ -110,6 +116,9 @@ class RedcapStratificationSensor(BaseSensorOperator):
         return RedcapHook(redcap_conn_id=self.redcap_conn_id)
 
     def execute(self, context: Context) -> Any:
+        # Outside the poke, so soft_fail cannot turn a wrong id into a skip: with soft_fail set on every
+        # sensor of a run, a typo would otherwise skip all randomizations and leave the run green.
+        self._check_randomization_id()
         if not self.deferrable:
             return super().execute(context)
         try:
@@ -149,22 +158,15 @@ class RedcapStratificationSensor(BaseSensorOperator):
         records = self._record_ids()
         try:
             spec = self._spec()
+            self._check_randomization_id()
+            # No events filter: a record with rows in other events only exists (it waits for strata),
+            # so this one export also tells waiting records from those that are not found.
             rows = self.hook.export_records(
                 records=records,
                 fields=spec.export_fields,
-                events=spec.export_events,
                 export_data_access_groups=spec.group_by_dag,
                 on_missing="ignore",  # reported below, apart from the records waiting for strata
             )
-            absent = absent_records(rows, records, spec) if spec.export_events else []
-            if absent:
-                # Records with no data in the strata events may exist in others: look in all.
-                rows += self.hook.export_records(
-                    records=absent,
-                    fields=spec.export_fields,
-                    export_data_access_groups=spec.group_by_dag,
-                    on_missing="ignore",
-                )
         except TRANSIENT_ERRORS as err:
             self.log.warning("REDCap is not answering properly; will poke again: %s", err)
             return PokeReturnValue(is_done=False)
@@ -208,6 +210,30 @@ class RedcapStratificationSensor(BaseSensorOperator):
                 f"randomization_id must be a whole number, not {self.randomization_id!r}"
             ) from None
 
+    def _check_randomization_id(self) -> None:
+        """Fail at once when REDCap does not know ``randomization_id``; once per sensor instance."""
+        rid = self._randomization_id()
+        if rid is None or getattr(self, "_randomization_id_checked", False):
+            return
+        self._randomization_id_checked = True
+        try:
+            known = self.hook.check_randomization_id(rid)
+        except RedcapError as err:
+            self.log.warning("Could not check randomization_id %s with REDCap; going on: %s", rid, err)
+            return
+        if known is None:
+            self.log.info(
+                "randomization_id %s not checked: the token's user lacks the Randomize privilege (this "
+                "sensor needs export rights only).",
+                rid,
+            )
+        elif not known:
+            raise AirflowFailException(
+                f"randomization_id {rid} is not a randomization model of this project (REDCap answered "
+                "'Invalid data supplied' to a check that allocates nothing); see the project's "
+                "Randomization page for the model's id."
+            )
+
     def _spec(self) -> StrataSpec:
         """The strata to check: explicit, or from the project's randomization models."""
         if getattr(self, "_resolved_spec", None) is None:
@@ -241,6 +267,15 @@ class RedcapStratificationSensor(BaseSensorOperator):
         longitudinal = self.hook.is_longitudinal()
         if not longitudinal:
             strata = tuple(StratumField(s.field) for s in strata)
+        elif self.strata is not None and any(s.event for s in strata):
+            # Exports read every event, so REDCap never sees (and refuses) an unknown event name.
+            known = {str(e.get("unique_event_name")) for e in self.hook.get_events()}
+            unknown = sorted({s.event for s in strata if s.event and s.event not in known})
+            if unknown:
+                raise AirflowFailException(
+                    f"strata name event(s) the project does not have: {', '.join(unknown)}; its events: "
+                    f"{', '.join(sorted(known))}"
+                )
         spec = StrataSpec(record_id_field, tuple(strata), group_by_dag, longitudinal)
         self.log.info(
             "Waiting for strata %s%s.",

@@ -13,7 +13,6 @@ from airflow_provider_redcap._randomization import (
     NOT_FOUND_WARNING,
     StrataSpec,
     UnreadableStrataError,
-    absent_records,
     describe_records,
     describe_waiting,
     evaluate_strata,
@@ -89,18 +88,12 @@ class RedcapStratificationTrigger(BaseTrigger):
         status: dict[str, Any] | None = None
         while True:
             try:
+                # All events, as the sensor's poke: one export tells waiting records from absent ones.
                 rows = await hook.export_records(
                     records=self.records,
                     fields=spec.export_fields,
-                    events=spec.export_events,
                     export_data_access_groups=spec.group_by_dag,
                 )
-                absent = absent_records(rows, self.records, spec) if spec.export_events else []
-                if absent:
-                    # Records with no data in the strata events may exist in others: look in all.
-                    rows += await hook.export_records(
-                        records=absent, fields=spec.export_fields, export_data_access_groups=spec.group_by_dag
-                    )
             except _TRANSIENT as err:
                 self.log.warning("REDCap is not answering properly; will poll again: %s", err)
             except RedcapError as err:

@@ -286,8 +286,9 @@ def test_import_and_randomize(redcap_connection: Any) -> None:
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_run_fails_when_a_randomization_fails(redcap_connection: Any) -> None:
-    """A refused randomization fails the run, although the all_done summary still reports."""
+def test_run_fails_when_the_randomization_id_is_unknown(redcap_connection: Any) -> None:
+    """An unknown randomization id fails the run (the sensor rejects it before any randomize call),
+    although the all_done summary still reports."""
     participants = screening_participants()
     records = sorted(r for r, p in participants.items() if is_complete(p))[:2]
     import_screening_file()
@@ -300,7 +301,8 @@ def test_run_fails_when_a_randomization_fails(redcap_connection: Any) -> None:
     states = task_states(dag_run)
     assert states[("summarize", -1)] == "success"
     assert states[("fail_run_if_a_task_failed", -1)] == "failed"
-    assert {s for (t, _), s in states.items() if t == "participant.randomize"} == {"failed"}
+    assert {s for (t, _), s in states.items() if t == "participant.wait_for_strata"} == {"failed"}
+    assert {s for (t, _), s in states.items() if t == "participant.randomize"} == {"upstream_failed"}
     assert used_allocations(redcap_connection, CONCEALED_RID) == {}
     summary = next(v for t, _, v in run_xcoms(dag_run) if t == "summarize")
     assert summary["waiting"] == records

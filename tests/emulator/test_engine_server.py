@@ -111,6 +111,14 @@ def test_error_faults(server: ServerHandle) -> None:
     assert post(server, content="version").text == "15.7.6"
 
 
+def test_delay_fault_answers_late(server: ServerHandle) -> None:
+    server.admin.add_fault(Fault("version", "delay", times=1, seconds=0.5))
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.post(server.url, data={"token": ADMIN, "content": "version"}, timeout=0.1)
+    # The fault fired once; the next request is answered normally.
+    assert post(server, content="version").text == "15.7.6"
+
+
 def test_fault_probability_is_seeded() -> None:
     def pattern() -> list[bool]:
         fault = Fault("metadata", "delay", probability=0.5, seed=42, seconds=0)
@@ -174,7 +182,8 @@ def test_concurrent_randomize_never_shares_a_row(server: ServerHandle) -> None:
     assert len(used) == len(set(used))
 
 
-def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_cli_serves_until_stopped(tmp_path: Path, stop: signal.Signals) -> None:
     ready = tmp_path / "ready.json"
     proc = subprocess.Popen(
         [
@@ -207,7 +216,7 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         assert resp.text == "15.7.6"
         resp = requests.post(info["url"], data={"token": ADMIN, "content": "metadata"}, timeout=5)
         assert resp.headers["content-type"].startswith("text/html")
-        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, stop)
         out, _ = proc.communicate(timeout=20)
         assert proc.returncode == 0
         assert out.splitlines()[0] == f"API URL: {info['url']}"

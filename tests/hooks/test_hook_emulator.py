@@ -80,6 +80,50 @@ def test_test_connection_names_project_and_version(hook: RedcapHook, demo: dict[
     assert demo["redcap_version"] in message
 
 
+@pytest.mark.parametrize("username", ["data_manager", "no_randomize", "monitor"])
+def test_test_connection_names_missing_privileges(
+    redcap_connection: Any, demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch, username: str
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_REDCAP_DEFAULT", redcap_connection.airflow_connection_json(username))
+    rights = next(u["rights"] for u in demo["users"] if u["username"] == username)
+    missing = []
+    if not rights.get("random_perform"):
+        missing.append("Randomize (needed by RedcapRandomizeOperator)")
+    if not rights.get("api_import"):
+        missing.append("API Import (needed by RedcapImportRecordsOperator)")
+    allocations = redcap_connection.admin.allocations()
+    records = redcap_connection.admin.records()
+
+    ok, message = RedcapHook(retry_wait=0).test_connection()
+
+    assert ok, message  # every one of these users can export
+    assert str(demo["project_id"]) in message
+    if missing:
+        assert message.endswith(f" Missing privileges: {', '.join(missing)}.")
+    else:
+        assert "Missing" not in message
+    assert "Could not" not in message
+    # The probes change nothing.
+    assert redcap_connection.admin.allocations() == allocations
+    assert redcap_connection.admin.records() == records
+
+
+def test_check_randomization_id_allocates_nothing(
+    redcap_connection: Any, demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [m["randomization_id"] for m in demo["randomizations"]]
+    allocations = redcap_connection.admin.allocations()
+    hook = RedcapHook(retry_wait=0)
+    assert [hook.check_randomization_id(rid) for rid in ids] == [True] * len(ids)
+    assert hook.check_randomization_id(max(ids) + 1) is False
+    assert hook.check_randomization_id(0) is False
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_REDCAP_DEFAULT", redcap_connection.airflow_connection_json("no_randomize")
+    )
+    assert RedcapHook(retry_wait=0).check_randomization_id(ids[0]) is None
+    assert redcap_connection.admin.allocations() == allocations
+
+
 def test_randomization_models_from_project_xml(hook: RedcapHook, demo: dict[str, Any]) -> None:
     expected = [
         RandomizationModel(

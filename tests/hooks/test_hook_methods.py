@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+import requests
 from common import payloads as p
 from hook_testing import content_is, form_of, json_response
 
@@ -265,14 +266,138 @@ def test_redirect_is_not_followed(hook: RedcapHook, requests_mock: Any) -> None:
 # -- test_connection ------------------------------------------------------------------------------------
 
 
-def test_test_connection_success_names_project_and_version(hook: RedcapHook, requests_mock: Any) -> None:
+RANDOMIZE_SENTENCE = "Randomize (needed by RedcapRandomizeOperator)"
+IMPORT_SENTENCE = "API Import (needed by RedcapImportRecordsOperator)"
+
+
+def _connectable(requests_mock: Any) -> None:
+    """Version and project info answer: the token works and can export."""
     _mock(requests_mock, "version", text=p.VERSION, headers={"Content-Type": p.CSV})
     _mock(requests_mock, "project", **json_response(p.PROJECT_INFO))
+
+
+def _probes(requests_mock: Any, *, randomize: dict[str, Any], import_: dict[str, Any]) -> None:
+    requests_mock.post(p.API_URL, additional_matcher=content_is("record", action="randomize"), **randomize)
+    requests_mock.post(
+        p.API_URL,
+        additional_matcher=lambda r: form_of(r).get("content") == "record" and "data" in form_of(r),
+        **import_,
+    )
+
+
+def _refusal(message: str) -> dict[str, Any]:
+    return {"status_code": 403, "text": p.json_error(message), "headers": {"Content-Type": p.JSON}}
+
+
+# REDCap's answers when the privilege is there (reference 1.1 and 1.2): the id 0 is invalid, and an
+# import of no rows counts no record.
+HAS_RANDOMIZE = {"text": p.RAND_INVALID_RID, "headers": {"Content-Type": p.JSON}}
+HAS_IMPORT = {"text": '{"count": 0}', "headers": {"Content-Type": p.JSON}}
+
+
+def test_test_connection_success_names_project_and_version(hook: RedcapHook, requests_mock: Any) -> None:
+    _connectable(requests_mock)
+    _probes(requests_mock, randomize=HAS_RANDOMIZE, import_=HAS_IMPORT)
     ok, message = hook.test_connection()
     assert ok is True
     assert "15.7.6" in message
     assert "1742" in message
     assert "ASTER-3" in message
+    assert "Missing" not in message
+    assert "Could not" not in message
+
+
+def test_test_connection_probes_change_nothing(hook: RedcapHook, requests_mock: Any) -> None:
+    _connectable(requests_mock)
+    _probes(requests_mock, randomize=HAS_RANDOMIZE, import_=HAS_IMPORT)
+    hook.test_connection()
+    sent = [form_of(r) for r in requests_mock.request_history if form_of(r)["content"] == "record"]
+    randomize = next(f for f in sent if f.get("action") == "randomize")
+    # Id 0 is never valid: REDCap answers right after its privilege check (reference 1.1).
+    assert randomize["randomization_id"] == "0"
+    assert randomize["record"].startswith("__airflow_provider_redcap_probe_")
+    imported = next(f for f in sent if "data" in f)
+    assert json.loads(imported["data"]) == []
+    assert (imported["returnContent"], imported["forceAutoNumber"]) == ("count", "false")
+    assert len(sent) == 2
+
+
+@pytest.mark.parametrize(
+    ("randomize", "import_", "missing"),
+    [
+        (_refusal(p.NO_RANDOMIZE), HAS_IMPORT, [RANDOMIZE_SENTENCE]),
+        (HAS_RANDOMIZE, _refusal(p.NO_IMPORT), [IMPORT_SENTENCE]),
+        (_refusal(p.NO_RANDOMIZE), _refusal(p.NO_IMPORT), [RANDOMIZE_SENTENCE, IMPORT_SENTENCE]),
+    ],
+    ids=["no_randomize", "no_import", "neither"],
+)
+def test_test_connection_names_missing_privileges(
+    hook: RedcapHook,
+    requests_mock: Any,
+    randomize: dict[str, Any],
+    import_: dict[str, Any],
+    missing: list[str],
+) -> None:
+    _connectable(requests_mock)
+    _probes(requests_mock, randomize=randomize, import_=import_)
+    ok, message = hook.test_connection()
+    assert ok is True  # the token works and can export
+    assert message.endswith(f" Missing privileges: {', '.join(missing)}.")
+    assert message.startswith("Connected to REDCap 15.7.6: project 1742")
+
+
+def test_test_connection_any_import_answer_but_403_shows_the_privilege(
+    hook: RedcapHook, requests_mock: Any
+) -> None:
+    _connectable(requests_mock)
+    bad_data = "The data being imported is not formatted correctly."
+    _probes(
+        requests_mock,
+        randomize=HAS_RANDOMIZE,
+        import_={"status_code": 400, "text": p.json_error(bad_data), "headers": {"Content-Type": p.JSON}},
+    )
+    ok, message = hook.test_connection()
+    assert ok is True
+    assert "Missing" not in message
+    assert "Import" not in message
+
+
+def test_test_connection_import_refused_for_another_reason(hook: RedcapHook, requests_mock: Any) -> None:
+    _connectable(requests_mock)
+    cleanup = "Data may not be imported because the project is in Analysis/Cleanup status."
+    _probes(requests_mock, randomize=HAS_RANDOMIZE, import_=_refusal(cleanup))
+    ok, message = hook.test_connection()
+    assert ok is True
+    assert "Missing privileges" not in message
+    assert cleanup in message
+
+
+def test_test_connection_probe_that_gets_no_answer_is_reported(hook: RedcapHook, requests_mock: Any) -> None:
+    _connectable(requests_mock)
+    _probes(
+        requests_mock,
+        randomize={"exc": requests.exceptions.ReadTimeout("Read timed out.")},
+        import_={"status_code": 503, "text": "", "headers": {"Content-Type": p.JSON}},
+    )
+    ok, message = hook.test_connection()
+    assert ok is True
+    assert "Could not check the Randomize privilege" in message
+    assert "Could not check the API Import privilege" in message
+    assert "Missing privileges" not in message
+    # Randomize is never repeated once it may have reached REDCap.
+    randomize = [r for r in requests_mock.request_history if form_of(r).get("action") == "randomize"]
+    assert len(randomize) == 1
+
+
+def test_test_connection_on_a_server_without_randomize_api(hook: RedcapHook, requests_mock: Any) -> None:
+    _mock(requests_mock, "version", text=p.OLD_VERSION, headers={"Content-Type": p.CSV})
+    _mock(requests_mock, "project", **json_response(p.PROJECT_INFO))
+    _probes(requests_mock, randomize=HAS_RANDOMIZE, import_=HAS_IMPORT)
+    ok, message = hook.test_connection()
+    assert ok is True
+    assert "Could not check the Randomize privilege" in message
+    assert "14.7.0" in message
+    assert not [r for r in requests_mock.request_history if form_of(r).get("action") == "randomize"]
 
 
 def test_test_connection_token_works_but_no_export(hook: RedcapHook, requests_mock: Any) -> None:

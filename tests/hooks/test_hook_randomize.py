@@ -19,6 +19,7 @@ from airflow_provider_redcap.exceptions import (
     RedcapRecordNotFoundError,
     RedcapRecordNotInDagError,
     RedcapResponseError,
+    RedcapServerError,
 )
 from airflow_provider_redcap.hooks.redcap import RedcapHook
 from airflow_provider_redcap.models import RandomizationResult
@@ -192,4 +193,94 @@ def test_bad_arguments_fail_before_any_request(
 ) -> None:
     with pytest.raises(ValueError, match="must be"):
         hook.randomize_record(record, rid)
+    assert requests_mock.call_count == 0
+
+
+# -- check_randomization_id: a Randomize call for a record that cannot exist ------------------------
+
+
+@pytest.mark.usefixtures("version_ok")
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        # REDCap's order (reference 1.1): Randomize privilege, then the id, then the record.
+        (200, p.RAND_INVALID_RID, False),
+        (200, p.RAND_RECORD_MISSING, True),
+        (403, p.json_error(p.NO_RANDOMIZE), None),
+    ],
+    ids=["invalid_id", "record_missing", "no_randomize_privilege"],
+)
+def test_check_randomization_id(
+    hook: RedcapHook, requests_mock: Any, status: int, body: str, expected: bool | None
+) -> None:
+    _answer(requests_mock, body, status=status)
+    assert hook.check_randomization_id(48213) is expected
+    sent = [f for f in forms(requests_mock) if f["content"] == "record"]
+    assert len(sent) == 1
+    assert sent[0]["action"] == "randomize"
+    assert sent[0]["randomization_id"] == "48213"
+    assert "returnAlt" not in sent[0]
+
+
+@pytest.mark.usefixtures("version_ok")
+def test_check_randomization_id_sends_a_fresh_record_id_no_project_can_hold(
+    hook: RedcapHook, requests_mock: Any
+) -> None:
+    _answer(requests_mock, p.RAND_RECORD_MISSING)
+    hook.check_randomization_id(48213)
+    hook.check_randomization_id(48213)
+    records = [f["record"] for f in forms(requests_mock) if f["content"] == "record"]
+    prefix = "__airflow_provider_redcap_probe_"
+    assert all(r.startswith(prefix) and len(r) == len(prefix) + 32 for r in records)
+    assert records[0] != records[1]
+    # REDCap record names are at most 100 characters (reference 1.2).
+    assert all(len(r) <= 100 for r in records)
+
+
+@pytest.mark.usefixtures("version_ok")
+def test_check_randomization_id_zero_tests_the_privilege_alone(hook: RedcapHook, requests_mock: Any) -> None:
+    _answer(requests_mock, p.RAND_INVALID_RID)
+    assert hook.check_randomization_id(0) is False
+    assert form_of(requests_mock.last_request)["randomization_id"] == "0"
+
+
+@pytest.mark.usefixtures("version_ok")
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "error"),
+    [
+        (200, p.RAND_MISSING_STRATA, p.JSON, RedcapMissingStratificationError),
+        (200, p.SSO_LOGIN_PAGE, p.HTML, RedcapResponseError),
+        (200, p.RAND_OPEN_SUCCESS, p.JSON, RedcapResponseError),
+        (
+            500,
+            p.json_error("The server encountered an error processing your request."),
+            p.JSON,
+            RedcapServerError,
+        ),
+    ],
+    ids=["refusal_after_the_record_check", "html_page", "allocated", "server_error"],
+)
+def test_check_randomization_id_raises_any_other_answer(
+    hook: RedcapHook, requests_mock: Any, status: int, body: str, content_type: str, error: type
+) -> None:
+    _answer(requests_mock, body, status=status, content_type=content_type)
+    with pytest.raises(error):
+        hook.check_randomization_id(48213)
+    # A randomize call is never repeated once it may have reached REDCap.
+    assert len([f for f in forms(requests_mock) if f["content"] == "record"]) == 1
+
+
+def test_check_randomization_id_on_an_old_server_sends_no_randomize(
+    hook: RedcapHook, requests_mock: Any
+) -> None:
+    requests_mock.post(p.API_URL, text=p.OLD_VERSION, headers={"Content-Type": p.CSV})
+    with pytest.raises(RedcapRandomizationUnsupportedError):
+        hook.check_randomization_id(48213)
+    assert [f["content"] for f in forms(requests_mock)] == ["version"]
+
+
+@pytest.mark.parametrize("rid", [-1, True, "48213", None])
+def test_check_randomization_id_bad_argument(hook: RedcapHook, requests_mock: Any, rid: Any) -> None:
+    with pytest.raises(ValueError, match="whole number"):
+        hook.check_randomization_id(rid)
     assert requests_mock.call_count == 0

@@ -49,8 +49,26 @@ SCENARIOS: dict[str, tuple[list[Answer], Callable[[RedcapHook], Any]]] = {
         lambda h: h.get_project_info(),
     ),
     "test_connection_ok": (
-        [VERSION, Answer(200, '{"project_id": 1742, "project_title": "ASTER-3", "in_production": 1}')],
+        [
+            VERSION,
+            Answer(200, '{"project_id": 1742, "project_title": "ASTER-3", "in_production": 1}'),
+            Answer(200, p.RAND_INVALID_RID),
+            Answer(200, '{"count": 0}'),
+        ],
         lambda h: h.test_connection(),
+    ),
+    "test_connection_missing_privileges": (
+        [
+            VERSION,
+            Answer(200, '{"project_id": 1742, "project_title": "ASTER-3", "in_production": 1}'),
+            Answer(403, p.json_error(p.NO_RANDOMIZE)),
+            Answer(403, p.json_error(p.NO_IMPORT)),
+        ],
+        lambda h: h.test_connection(),
+    ),
+    "randomization_id_probe": (
+        [VERSION, Answer(200, p.RAND_RECORD_MISSING)],
+        lambda h: h.check_randomization_id(1),
     ),
     "test_connection_bad_token": ([Answer(403, p.json_error(p.BAD_TOKEN))], lambda h: h.test_connection()),
     "bad_token": ([Answer(403, p.json_error(p.BAD_TOKEN))], lambda h: h.get_metadata()),

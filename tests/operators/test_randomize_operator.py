@@ -397,6 +397,44 @@ def test_record_and_records_are_exclusive() -> None:
         RedcapRandomizeOperator(task_id="r", randomization_id=1)
 
 
+@pytest.mark.parametrize("records", [[], "[]"], ids=["list", "rendered_json"])
+def test_empty_records_from_upstream_randomize_nothing(
+    fake: FakeRedcap, records: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A daily run that found nobody: records=XComArg renders to an empty list.
+    assert open_op(records=records).execute(context={"ti": FakeTI(fake)}) == []
+    assert fake.calls == []
+    assert "nothing to randomize" in capsys.readouterr().out
+
+
+def test_record_rendered_to_no_id_names_the_parameter(fake: FakeRedcap) -> None:
+    with pytest.raises(
+        AirflowFailException, match=r"record rendered to no record id \(record=\[\], records=None\)"
+    ):
+        open_op(record=[]).execute(context={})
+    assert fake.calls == []
+
+
+def test_record_and_records_both_none_at_run_time_names_both(fake: FakeRedcap) -> None:
+    # Constructed with records=, then rendered to None (render_template_as_native_obj).
+    op = open_op(records=["001001"])
+    op.records = None
+    with pytest.raises(AirflowFailException, match="record and records are both None"):
+        op.execute(context={})
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [({"record": " "}, "record=' '"), ({"records": ["001", ""]}, "records=['001', '']")],
+)
+def test_blank_record_id_names_the_parameter(fake: FakeRedcap, kwargs: dict[str, Any], named: str) -> None:
+    with pytest.raises(AirflowFailException) as info:
+        open_op(**kwargs).execute(context={})
+    assert str(info.value).startswith(f"{named}: ")
+    assert "blank" in str(info.value)
+
+
 def test_duplicate_records_are_randomized_once(fake: FakeRedcap) -> None:
     fake.add_participant("001001")
     results = open_op(records=["001001", "001001"]).execute(context={})

@@ -82,8 +82,39 @@ def test_record_without_dag_waits(redcap_connection: Any) -> None:
 
 
 def test_unknown_stratum_field_fails(redcap_connection: Any) -> None:
-    with pytest.raises(AirflowFailException):
+    with pytest.raises(AirflowFailException, match="no_such_event"):
         sensor(["001001"], strata=[{"field": "sex", "event": "no_such_event"}]).poke({})
+
+
+def test_unknown_randomization_id_fails_at_the_first_poke(redcap_connection: Any) -> None:
+    put([screening("001001"), baseline("001001", sex="1", age_group="1")])
+    allocations = redcap_connection.admin.allocations()
+    known = {a["randomization_id"] for a in allocations}
+    unknown = max(known) + 1
+    with pytest.raises(
+        AirflowFailException, match=f"randomization_id {unknown} is not a randomization model"
+    ):
+        RedcapStratificationSensor(
+            task_id="wait", records=["001001"], randomization_id=unknown, target_field="rand_arm"
+        ).poke({})
+    assert redcap_connection.admin.allocations() == allocations
+
+
+def test_known_randomization_id_check_allocates_nothing(redcap_connection: Any) -> None:
+    put([screening("001001"), baseline("001001", sex="1", age_group="1")])
+    allocations = redcap_connection.admin.allocations()
+    result = sensor(["001001"]).poke({})
+    assert result.is_done
+    assert redcap_connection.admin.allocations() == allocations
+
+
+def test_token_without_randomize_privilege_still_waits(
+    redcap_connection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put([screening("001001"), baseline("001001", sex="1", age_group="1")])
+    monkeypatch.setenv("AIRFLOW_CONN_REDCAP_DEFAULT", redcap_connection.airflow_connection_json("monitor"))
+    result = sensor(["001001"]).poke({})
+    assert result.is_done
 
 
 def test_deferrable_path_through_the_trigger(redcap_connection: Any) -> None:

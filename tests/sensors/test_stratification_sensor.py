@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
     TaskDeferred,
 )
-from common.fake_redcap import OPEN_RID, FakeRedcap
+from common.fake_redcap import OPEN_RID, URL, FakeRedcap
 
 from airflow_provider_redcap.sensors import RedcapStratificationSensor
 from airflow_provider_redcap.triggers.stratification import RedcapStratificationTrigger
@@ -66,7 +66,7 @@ def test_waiting_then_done_as_strata_are_filled(fake: FakeRedcap) -> None:
     }
 
 
-def test_one_export_per_poke_with_only_strata_fields_events_and_dag(fake: FakeRedcap) -> None:
+def test_one_export_per_poke_with_only_strata_fields_and_dag(fake: FakeRedcap) -> None:
     fake.add_participant("001001")
     fake.add("001002", "baseline_arm_1", sex="1")
     task = sensor(records=["001001", "001002"])
@@ -74,12 +74,39 @@ def test_one_export_per_poke_with_only_strata_fields_events_and_dag(fake: FakeRe
     task.poke({})
     calls = exports(fake)
     assert len(calls) == 2
-    # The strata are resolved once per sensor instance; each poke is then a single export.
-    assert [c["content"] for c in fake.calls] == ["metadata", "project_xml", "project", "record", "record"]
+    # The strata are resolved and the randomization id checked once per sensor instance; each poke is
+    # then a single export.
+    assert [(c["content"], c.get("action")) for c in fake.calls] == [
+        ("metadata", None),
+        ("project_xml", None),
+        ("project", None),
+        ("version", None),
+        ("record", "randomize"),
+        ("record", None),
+        ("record", None),
+    ]
     assert calls[0]["fields"] == ["record_id", "sex", "age_group"]
-    assert calls[0]["events"] == ["baseline_arm_1"]
+    assert "events" not in calls[0]  # every event; each stratum is then read in its own
     assert calls[0]["exportDataAccessGroups"] == "true"
     assert calls[0]["records"] == ["001001", "001002"]
+
+
+def test_record_with_only_a_screening_row_waits_after_one_export(fake: FakeRedcap) -> None:
+    fake.add_participant("001001")
+    fake.add("001002", "screening_arm_1", age="40")
+    task = sensor(records=["001001", "001002"])
+    task._spec()  # the strata, resolved on the first poke, are not part of the poke's own export
+    before = len(exports(fake))
+
+    result = task.poke({})
+
+    assert len(exports(fake)) - before == 1
+    # Reference 1.3: exports leave out records that do not exist, and 001002 has a row (screening).
+    assert result.xcom_value["waiting"] == {
+        "001002": ["sex (baseline_arm_1)", "age_group (baseline_arm_1)", "data access group"]
+    }
+    assert result.xcom_value["not_found"] == []
+    assert result.xcom_value["complete"] == ["001001"]
 
 
 def test_explicit_strata_without_dag(fake: FakeRedcap) -> None:
@@ -123,9 +150,9 @@ def test_record_not_found_waits_apart_with_a_warning(
         "001002": ["sex (baseline_arm_1)", "age_group (baseline_arm_1)"],
     }
     assert result.xcom_value["not_found"] == ["999999"]
-    # The records missing from the strata event are looked up once more, in every event.
-    assert [c.get("events") for c in exports(fake)] == [["baseline_arm_1"], None]
-    assert exports(fake)[1]["records"] == ["001002", "999999"]
+    # One export, in every event, tells the screened record from the one that does not exist.
+    assert [c.get("events") for c in exports(fake)] == [None]
+    assert exports(fake)[0]["records"] == ["001001", "001002", "999999"]
     logged = capsys.readouterr().out.splitlines()
     warnings = [line for line in logged if "[warning" in line]
     assert len(warnings) == 1
@@ -161,9 +188,17 @@ def test_unknown_stratum_field_fails_at_once(fake: FakeRedcap) -> None:
     assert len(exports(fake)) == 1
 
 
+def test_unknown_stratum_event_fails_at_once(fake: FakeRedcap) -> None:
+    # Exports read every event, so the event is checked against the project's events instead.
+    with pytest.raises(AirflowFailException, match="no_such_event"):
+        sensor(records=["001001"], strata=[{"field": "sex", "event": "no_such_event"}]).poke({})
+    assert exports(fake) == []
+
+
 def test_transient_error_makes_the_poke_return_false(fake: FakeRedcap) -> None:
     fake.add_participant("001001")
-    fake.outages["record"] = 2  # the export and the hook's one retry
+    # The randomization id check (a 503 there only logs a warning), the export and the hook's one retry.
+    fake.outages["record"] = 3
     task = sensor(records=["001001"])
     assert not task.poke({}).is_done
     assert task.poke({}).is_done
@@ -262,3 +297,121 @@ def test_trigger_timeout_fails_or_skips_like_a_sensor_timeout() -> None:
         sensor(records=["001001"], deferrable=True, soft_fail=True).resume_execution(
             "execute_complete", {"event": event}, {}
         )
+
+
+# -- the randomization id check (REDCap's order, reference 1.1: privilege, id, record) ----------------
+
+
+def randomize_calls(fake: FakeRedcap) -> list[dict[str, Any]]:
+    return fake.calls_of("record", "randomize")
+
+
+def test_unknown_randomization_id_fails_at_the_first_poke(fake: FakeRedcap) -> None:
+    fake.add_participant("001001")
+    unknown = max(fake.models) + 1
+    with pytest.raises(
+        AirflowFailException, match=f"randomization_id {unknown} is not a randomization model"
+    ):
+        sensor(records=["001001"], randomization_id=unknown).poke({})
+    assert exports(fake) == []
+    assert fake.committed == []
+
+
+def test_randomization_id_check_sends_a_record_that_cannot_exist_once_per_instance(
+    fake: FakeRedcap,
+) -> None:
+    fake.add("001001", "baseline_arm_1", sex="1")
+    task = sensor(records=["001001"])
+    task.poke({})
+    task.poke({})
+    calls = randomize_calls(fake)
+    assert len(calls) == 1
+    assert calls[0]["randomization_id"] == str(OPEN_RID)
+    assert calls[0]["record"].startswith("__airflow_provider_redcap_probe_")
+    assert fake.committed == []
+
+
+def test_no_randomization_id_no_check(fake: FakeRedcap) -> None:
+    fake.add_participant("001001")
+    assert sensor(records=["001001"], randomization_id=None).poke({}).is_done
+    assert randomize_calls(fake) == []
+
+
+def test_unknown_randomization_id_fails_even_with_soft_fail(fake: FakeRedcap) -> None:
+    # A configuration error, not data that failed to arrive: a skip would leave the run green.
+    task = sensor(records=["001001"], randomization_id=max(fake.models) + 1, soft_fail=True, mode="poke")
+    with pytest.raises(AirflowFailException, match="not a randomization model"):
+        task.execute({})
+    assert exports(fake) == []
+
+
+def test_unknown_randomization_id_fails_before_deferring(fake: FakeRedcap) -> None:
+    fake.add("001001", "baseline_arm_1", sex="1")
+    task = sensor(records=["001001"], randomization_id=max(fake.models) + 1, deferrable=True)
+    with pytest.raises(AirflowFailException, match="not a randomization model"):
+        task.execute({})
+    soft = sensor(records=["001001"], randomization_id=max(fake.models) + 1, deferrable=True, soft_fail=True)
+    with pytest.raises(AirflowFailException, match="not a randomization model"):
+        soft.execute({})
+
+
+def test_execute_checks_the_randomization_id_once(fake: FakeRedcap) -> None:
+    fake.add_participant("001001")
+    assert sensor(records=["001001"], mode="poke").execute({})["complete"] == ["001001"]
+    assert len(randomize_calls(fake)) == 1
+
+
+def _randomize_answers(requests_mock: Any, status: int, body: str, content_type: str) -> None:
+    """Answer Randomize calls only; everything else still reaches the fake REDCap."""
+    requests_mock.post(
+        URL,
+        additional_matcher=lambda r: "action=randomize" in (r.text or ""),
+        status_code=status,
+        text=body,
+        headers={"Content-Type": content_type},
+    )
+
+
+def test_token_without_randomize_privilege_skips_the_check(
+    fake: FakeRedcap, requests_mock: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_participant("001001")
+    _randomize_answers(
+        requests_mock, 403, json.dumps({"error": "You do not have Randomize privileges"}), "application/json"
+    )
+    assert sensor(records=["001001"]).poke({}).is_done
+    logged = capsys.readouterr().out.splitlines()
+    assert any("[info" in line and "Randomize privilege" in line for line in logged)
+    assert not any("[warning" in line for line in logged)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type"),
+    [
+        (503, json.dumps({"error": "Service Unavailable"}), "application/json"),
+        (200, "<html><head><title>Sign in</title></head><body>SSO</body></html>", "text/html"),
+        (
+            200,
+            "Cannot randomize. Missing stratification data for fields: sex (event 4102)",
+            "application/json",
+        ),
+    ],
+    ids=["server_error", "html_page", "unexpected_refusal"],
+)
+def test_any_other_answer_to_the_check_warns_and_goes_on(
+    fake: FakeRedcap,
+    requests_mock: Any,
+    capsys: pytest.CaptureFixture[str],
+    status: int,
+    body: str,
+    content_type: str,
+) -> None:
+    fake.add_participant("001001")
+    _randomize_answers(requests_mock, status, body, content_type)
+    task = sensor(records=["001001"])
+    assert task.poke({}).is_done
+    assert task.poke({}).is_done
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "[warning" in line]
+    assert any("Could not check randomization_id" in line for line in warnings)
+    # Checked once per instance, and never repeated: a randomize call is not safe to send twice.
+    assert len([r for r in requests_mock.request_history if "action=randomize" in (r.text or "")]) == 1
