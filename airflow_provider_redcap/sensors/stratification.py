@@ -118,7 +118,11 @@ class RedcapStratificationSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         # Outside the poke, so soft_fail cannot turn a wrong id into a skip: with soft_fail set on every
         # sensor of a run, a typo would otherwise skip all randomizations and leave the run green.
-        self._check_randomization_id()
+        if context.get("task_reschedule_count"):
+            # A rescheduled poke is a new instance of a try whose first poke already checked the id.
+            self._randomization_id_checked = True
+        else:
+            self._check_randomization_id()
         if not self.deferrable:
             return super().execute(context)
         try:

@@ -361,6 +361,13 @@ def test_execute_checks_the_randomization_id_once(fake: FakeRedcap) -> None:
     assert len(randomize_calls(fake)) == 1
 
 
+def test_rescheduled_pokes_do_not_check_the_randomization_id_again(fake: FakeRedcap) -> None:
+    fake.add_participant("001001")
+    context: Any = {"task_reschedule_count": 3}
+    assert sensor(records=["001001"], mode="poke").execute(context)["complete"] == ["001001"]
+    assert randomize_calls(fake) == []
+
+
 def _randomize_answers(requests_mock: Any, status: int, body: str, content_type: str) -> None:
     """Answer Randomize calls only; everything else still reaches the fake REDCap."""
     requests_mock.post(
