@@ -1,4 +1,5 @@
-"""Fixtures for the emulator's black-box conformance tests (helpers live in ``redcap_conformance``)."""
+"""Fixtures for the emulator tests: black-box conformance against the demo project (helpers live in
+``redcap_conformance``), and fresh engines on the small fixture projects in ``projects/``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,27 @@ from typing import Any
 import pytest
 from redcap_conformance import Api, DemoFacts, demo_dir, make_variant
 
+from airflow_provider_redcap.emulator import RedcapEmulator
+
+CLASSIC_PROJECT = Path(__file__).parent / "projects" / "classic"
+LONGITUDINAL_PROJECT = Path(__file__).parent / "projects" / "longitudinal"
+
+
+@pytest.fixture
+def emu(tmp_path: Path) -> Iterator[RedcapEmulator]:
+    """A fresh engine on the classic fixture project."""
+    emulator = RedcapEmulator(CLASSIC_PROJECT, db_path=tmp_path / "state.db")
+    yield emulator
+    emulator.close()
+
+
+@pytest.fixture
+def long_emu(tmp_path: Path) -> Iterator[RedcapEmulator]:
+    """A fresh engine on the longitudinal fixture project."""
+    emulator = RedcapEmulator(LONGITUDINAL_PROJECT, db_path=tmp_path / "state.db")
+    yield emulator
+    emulator.close()
+
 
 @pytest.fixture(scope="session")
 def demo() -> DemoFacts:
@@ -18,8 +40,6 @@ def demo() -> DemoFacts:
 @pytest.fixture(scope="session")
 def conformance_server() -> Iterator[Any]:
     """One served demo emulator for the whole session; ``rc`` resets it before each test."""
-    from airflow_provider_redcap.emulator import RedcapEmulator
-
     emu = RedcapEmulator(demo_dir())
     with emu.serve(host="127.0.0.1", port=0) as server:
         yield server

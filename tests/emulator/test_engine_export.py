@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from airflow_provider_redcap.emulator import RedcapEmulator
 from airflow_provider_redcap.emulator.formats import ApiResponse
 
-CLASSIC = Path(__file__).parent / "projects" / "classic"
-LONG = Path(__file__).parent / "projects" / "longitudinal"
 ADMIN = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA01"
 NORTH = "NNNNNNNNNNNNNNNNNNNNNNNNNNNNNN02"
 READER = "RRRRRRRRRRRRRRRRRRRRRRRRRRRRRR03"
 NO_EXPORT = "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXX05"
 LAPSED = "LLLLLLLLLLLLLLLLLLLLLLLLLLLLLL06"
 LONG_ADMIN = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBB01"
-
-
-@pytest.fixture
-def emu(tmp_path: Path) -> Iterator[RedcapEmulator]:
-    emulator = RedcapEmulator(CLASSIC, db_path=tmp_path / "state.db")
-    yield emulator
-    emulator.close()
-
-
-@pytest.fixture
-def long_emu(tmp_path: Path) -> Iterator[RedcapEmulator]:
-    emulator = RedcapEmulator(LONG, db_path=tmp_path / "state.db")
-    yield emulator
-    emulator.close()
 
 
 def call(

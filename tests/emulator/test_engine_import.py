@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ import pytest
 from airflow_provider_redcap.emulator import RedcapEmulator
 from airflow_provider_redcap.emulator.formats import ApiResponse
 
-CLASSIC = Path(__file__).parent / "projects" / "classic"
 LONG = Path(__file__).parent / "projects" / "longitudinal"
 ADMIN = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA01"
 NORTH = "NNNNNNNNNNNNNNNNNNNNNNNNNNNNNN02"
@@ -21,13 +19,6 @@ TARGET = (
     "This field ('arm') cannot be modified because it has been set as this project's randomization field,  "
     "which can never be modified for any record. This field MUST be removed from the uploaded data file."
 )
-
-
-@pytest.fixture
-def emu(tmp_path: Path) -> Iterator[RedcapEmulator]:
-    emulator = RedcapEmulator(CLASSIC, db_path=tmp_path / "state.db")
-    yield emulator
-    emulator.close()
 
 
 def call(emu: RedcapEmulator, token: str = ADMIN, **params: str) -> ApiResponse:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,20 +18,6 @@ NORTH = "NNNNNNNNNNNNNNNNNNNNNNNNNNNNNN02"
 READER = "RRRRRRRRRRRRRRRRRRRRRRRRRRRRRR03"
 RANDOMIZER = "ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ04"
 JSON_TYPE = "application/json; charset=utf-8"
-
-
-@pytest.fixture
-def emu(tmp_path: Path) -> Iterator[RedcapEmulator]:
-    emulator = RedcapEmulator(CLASSIC, db_path=tmp_path / "state.db")
-    yield emulator
-    emulator.close()
-
-
-@pytest.fixture
-def long_emu(tmp_path: Path) -> Iterator[RedcapEmulator]:
-    emulator = RedcapEmulator(LONG, db_path=tmp_path / "state.db")
-    yield emulator
-    emulator.close()
 
 
 def call(emu: RedcapEmulator, token: str = ADMIN, **params: str) -> ApiResponse:

@@ -28,13 +28,6 @@ NOT_IMPLEMENTED = (
 
 
 @pytest.fixture
-def emu(tmp_path: Path) -> Iterator[RedcapEmulator]:
-    emulator = RedcapEmulator(CLASSIC, db_path=tmp_path / "state.db")
-    yield emulator
-    emulator.close()
-
-
-@pytest.fixture
 def server(emu: RedcapEmulator) -> Iterator[ServerHandle]:
     with emu.serve() as handle:
         yield handle
